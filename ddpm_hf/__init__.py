@@ -1,0 +1,22 @@
+"""ddpm-hf: DDPMs on diffusers, for the DDPM course labs and beyond."""
+
+from pipelines.pipeline_ddpm_2d import DDPM2DPipeline, DDPM2DPipelineOutput
+
+from .data import TOY2D_DATASETS, sample_toy2d
+from .metrics import chamfer_distance
+from .models import MLP2DModel
+from .schedulers import BETA_SCHEDULES, PREDICTION_TYPES, ExtendedDDPMScheduler
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BETA_SCHEDULES",
+    "DDPM2DPipeline",
+    "DDPM2DPipelineOutput",
+    "ExtendedDDPMScheduler",
+    "MLP2DModel",
+    "PREDICTION_TYPES",
+    "TOY2D_DATASETS",
+    "chamfer_distance",
+    "sample_toy2d",
+]

@@ -1,0 +1,125 @@
+"""DiffusionPipeline for DDPMs on low-dimensional points (the course's 2D toy lab).
+
+This file imports only torch and diffusers so that it can travel next to a saved model.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+OUTPUT_TYPES = ("np", "pt")
+
+
+@dataclass
+class DDPM2DPipelineOutput(BaseOutput):
+    """
+    Args:
+        samples (`np.ndarray` or `torch.Tensor` of shape `(batch_size, sample_dim)`): The generated points.
+        trajectory (`np.ndarray` or `torch.Tensor` of shape `(num_inference_steps + 1, batch_size, sample_dim)`,
+            *optional*): x_T, then the sample after every reverse step (the last entry equals `samples`); only
+            when `return_trajectory=True`.
+    """
+
+    samples: np.ndarray | torch.Tensor
+    trajectory: np.ndarray | torch.Tensor | None = None
+
+
+class DDPM2DPipeline(DiffusionPipeline):
+    """
+    Samples points from a DDPM whose noise network works on vectors, such as the 2D toy MLP.
+
+    Args:
+        model: Network called as `model(x_t, t).sample`, e.g. `ddpm_hf.MLP2DModel`; its config holds `sample_dim`.
+        scheduler: A diffusers scheduler, e.g. `ddpm_hf.ExtendedDDPMScheduler` (any prediction type) or a DDIM /
+            DPM-Solver scheduler made with `from_config` (epsilon, sample and v_prediction models).
+    """
+
+    model_cpu_offload_seq = "model"
+
+    def __init__(self, model, scheduler):
+        super().__init__()
+        self.register_modules(model=model, scheduler=scheduler)
+
+    def check_inputs(self, batch_size, num_inference_steps, output_type):
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+        num_train_timesteps = self.scheduler.config.num_train_timesteps
+        if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= num_train_timesteps:
+            raise ValueError(
+                f"num_inference_steps must be an integer in 1..{num_train_timesteps} (the scheduler's "
+                f"num_train_timesteps), got {num_inference_steps!r}."
+            )
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {list(OUTPUT_TYPES)}, got {output_type!r}.")
+        prediction_type = self.scheduler.config.get("prediction_type", "epsilon")
+        if prediction_type == "mean" and not hasattr(self.scheduler, "get_x0_and_epsilon"):
+            raise ValueError(
+                f"This model predicts the posterior mean (prediction_type='mean'), which "
+                f"{type(self.scheduler).__name__} cannot step; sample it with ExtendedDDPMScheduler."
+            )
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch_size: int = 2048,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        num_inference_steps: int | None = None,
+        output_type: str = "np",
+        return_trajectory: bool = False,
+        return_dict: bool = True,
+    ) -> DDPM2DPipelineOutput | tuple:
+        """
+        Args:
+            batch_size (`int`, defaults to 2048): Number of points to generate.
+            generator (`torch.Generator`, *optional*): Makes sampling deterministic.
+            num_inference_steps (`int`, *optional*): Reverse steps; defaults to the scheduler's num_train_timesteps.
+            output_type (`str`, defaults to `"np"`): `"np"` for numpy arrays or `"pt"` for torch tensors.
+            return_trajectory (`bool`, defaults to `False`): Also return every intermediate x_t.
+            return_dict (`bool`, defaults to `True`): Return a [`DDPM2DPipelineOutput`] instead of a tuple.
+
+        Returns:
+            [`DDPM2DPipelineOutput`] or `tuple`: samples first, then the trajectory if asked for.
+
+        Example:
+            ```py
+            >>> import torch
+            >>> from ddpm_hf import DDPM2DPipeline
+
+            >>> pipe = DDPM2DPipeline.from_pretrained("outputs/swiss_roll")
+            >>> points = pipe(batch_size=2048, generator=torch.Generator().manual_seed(0))[0]
+            >>> points.shape
+            (2048, 2)
+            ```
+        """
+        if num_inference_steps is None:
+            num_inference_steps = self.scheduler.config.num_train_timesteps
+        self.check_inputs(batch_size, num_inference_steps, output_type)
+
+        parameter = next(self.model.parameters())
+        shape = (batch_size, self.model.config.sample_dim)
+        sample = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=parameter.dtype)
+        sample = sample * self.scheduler.init_noise_sigma
+        self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
+
+        trajectory = [sample] if return_trajectory else None
+        for timestep in self.progress_bar(self.scheduler.timesteps):
+            model_input = self.scheduler.scale_model_input(sample, timestep)
+            model_output = self.model(model_input, timestep).sample
+            sample = self.scheduler.step(model_output, timestep, sample, generator=generator).prev_sample
+            if return_trajectory:
+                trajectory.append(sample)
+
+        if return_trajectory:
+            trajectory = torch.stack(trajectory)
+        if output_type == "np":
+            sample = sample.float().cpu().numpy()
+            trajectory = trajectory.float().cpu().numpy() if return_trajectory else None
+
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (sample, trajectory) if return_trajectory else (sample,)
+        return DDPM2DPipelineOutput(samples=sample, trajectory=trajectory)

@@ -1,0 +1,120 @@
+"""train_2d.py run the way users run it (accelerate launch) and in-process for the 12 schedule x prediction runs."""
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ddpm_hf import DDPM2DPipeline, chamfer_distance, sample_toy2d
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "train_scripts" / "train_2d.py"
+sys.path.insert(0, str(SCRIPT.parent))
+import train_2d  # noqa: E402
+
+TINY = [
+    "--max_train_steps", "15", "--num_train_points", "256", "--train_batch_size", "64", "--num_eval_points", "64",
+    "--num_train_timesteps", "40", "--hidden_dims", "16", "16", "--time_embedding_dim", "8", "--lr_warmup_steps", "2",
+]  # fmt: skip
+OUTPUT_FILES = {"model_index.json", "loss_curve.png", "samples.png", "forward_process.png", "trajectory.gif"}
+
+
+def accelerate_launch(args, num_processes=1):
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu", str(SCRIPT), *args,
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+
+
+def check_run_folder(output_dir, num_eval_points=64):
+    assert OUTPUT_FILES <= set(os.listdir(output_dir))
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    assert metrics["num_eval_points"] == num_eval_points and metrics["chamfer_distance"] > 0
+    for name in ("loss_curve.png", "samples.png", "forward_process.png"):
+        with Image.open(output_dir / name) as image:
+            assert image.format == "PNG" and min(image.size) > 100
+    with Image.open(output_dir / "trajectory.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames > 5
+    pipe = DDPM2DPipeline.from_pretrained(output_dir)
+    assert pipe.scheduler.config.clip_sample is False, "2D data must not be clipped to [-1, 1]"
+    return metrics, pipe
+
+
+def test_accelerate_launch_writes_a_complete_run(tmp_path):
+    output_dir = tmp_path / "run"
+    result = accelerate_launch(["--dataset", "moons", "--output_dir", str(output_dir), *TINY])
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics, pipe = check_run_folder(output_dir)
+    assert metrics["dataset"] == "moons" and metrics["max_train_steps"] == 15
+    # the recorded score is the Chamfer distance of what the saved pipeline samples with the recorded seed
+    pipe.set_progress_bar_config(disable=True)
+    samples = pipe(batch_size=64, generator=torch.Generator().manual_seed(metrics["seed"]))[0]
+    target = sample_toy2d("moons", 64, seed=metrics["seed"] + 1_000_003)
+    assert chamfer_distance(samples, target) == pytest.approx(metrics["chamfer_distance"], rel=1e-5)
+    assert not [name for name in os.listdir(tmp_path) if "partial" in name]
+
+
+def test_two_processes_give_one_coherent_run(tmp_path):
+    output_dir = tmp_path / "run"
+    result = accelerate_launch(["--output_dir", str(output_dir), *TINY], num_processes=2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    check_run_folder(output_dir)
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+
+
+@pytest.mark.parametrize(
+    "bad_args, message",
+    [
+        (["--dataset", "spiral"], "spiral.*swiss_roll"),
+        (["--beta_schedule", "quadratic"], "quadratic.*quad"),
+        (["--prediction_type", "noise"], "noise.*epsilon"),
+        (["--num_inference_steps", "41"], "1..40"),
+        (["--train_batch_size", "0"], "train_batch_size"),
+        (["--lr_scheduler", "step"], "step.*cosine"),
+    ],
+)
+def test_bad_flags_are_refused_before_writing_anything(tmp_path, bad_args, message):
+    with pytest.raises(ValueError, match=message):
+        train_2d.parse_args(["--output_dir", str(tmp_path / "run"), *TINY, *bad_args])
+    assert os.listdir(tmp_path) == []
+
+
+def test_bad_flag_through_accelerate_launch_exits_with_the_message(tmp_path):
+    result = accelerate_launch(["--output_dir", str(tmp_path / "run"), *TINY, "--dataset", "spiral"])
+    assert result.returncode != 0
+    assert "ValueError" in result.stderr and "spiral" in result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_existing_run_is_not_overwritten_without_the_flag(tmp_path):
+    output_dir = tmp_path / "run"
+    output_dir.mkdir()
+    (output_dir / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="overwrite_output_dir"):
+        train_2d.parse_args(["--output_dir", str(output_dir), *TINY])
+    assert (output_dir / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    "beta_schedule, prediction_type",
+    list(itertools.product(["linear", "quad", "cosine"], ["epsilon", "x0", "v_prediction", "mean"])),
+)
+def test_every_schedule_and_prediction_type_trains(tmp_path, beta_schedule, prediction_type):
+    output_dir = tmp_path / "run"
+    flags = ["--beta_schedule", beta_schedule, "--prediction_type", prediction_type, "--learning_rate", "3e-3"]
+    args = train_2d.parse_args(["--output_dir", str(output_dir), *TINY, *flags, "--max_train_steps", "60"])
+    train_2d.main(args)
+    metrics, pipe = check_run_folder(output_dir)
+    assert metrics["beta_schedule"] == beta_schedule and metrics["prediction_type"] == prediction_type
+    assert np.isfinite(metrics["final_loss"]) and np.isfinite(metrics["chamfer_distance"])
+    expected_type = {"x0": "sample"}.get(prediction_type, prediction_type)
+    assert pipe.scheduler.config.prediction_type == expected_type
