@@ -68,7 +68,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--time_embedding_dim", type=int, default=128, help="Size of the sinusoidal time embedding.")
     parser.add_argument("--train_batch_size", type=int, default=1024, help="Batch size per process.")
-    parser.add_argument("--max_train_steps", type=int, default=5000, help="Optimisation steps.")
+    parser.add_argument("--max_train_steps", type=int, default=10000, help="Optimisation steps.")
     parser.add_argument("--learning_rate", type=float, default=1e-3, help="Peak learning rate of AdamW.")
     parser.add_argument(
         "--lr_scheduler", type=str, default="cosine", help=f"Learning-rate schedule, one of {list(LR_SCHEDULERS)}."

@@ -25,7 +25,8 @@ class MLP2DModel(ModelMixin, ConfigMixin):
     MLP noise network for low-dimensional data (2D point clouds by default).
 
     The timestep goes through the Transformer sinusoidal embedding (as in Ho et al. 2020) and a small MLP; every
-    hidden layer adds a learned projection of that embedding before its activation.
+    hidden layer is modulated by it, h -> act(linear(h) * (1 + scale(t)) + shift(t)) (FiLM). On the swiss roll this
+    scale-and-shift conditioning samples a much thinner roll than adding the embedding (docs/TOY2D.md).
 
     Args:
         sample_dim (`int`, defaults to 2): Dimension of a data point.
@@ -53,7 +54,7 @@ class MLP2DModel(ModelMixin, ConfigMixin):
         )
         widths = [sample_dim] + hidden_dims
         self.layers = nn.ModuleList(nn.Linear(w_in, w_out) for w_in, w_out in zip(widths[:-1], widths[1:]))
-        self.time_projections = nn.ModuleList(nn.Linear(time_embedding_dim, width) for width in hidden_dims)
+        self.time_projections = nn.ModuleList(nn.Linear(time_embedding_dim, 2 * width) for width in hidden_dims)
         self.activation = nn.SiLU()
         self.out = nn.Linear(hidden_dims[-1], sample_dim)
 
@@ -73,7 +74,8 @@ class MLP2DModel(ModelMixin, ConfigMixin):
 
         hidden = sample
         for layer, time_projection in zip(self.layers, self.time_projections):
-            hidden = self.activation(layer(hidden) + time_projection(time_embedding))
+            scale, shift = time_projection(time_embedding).chunk(2, dim=-1)
+            hidden = self.activation(layer(hidden) * (1 + scale) + shift)
         output = self.out(hidden)
         if not return_dict:
             return (output,)
