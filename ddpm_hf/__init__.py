@@ -1,10 +1,11 @@
 """ddpm-hf: DDPMs on diffusers, for the DDPM course labs and beyond."""
 
 from pipelines.pipeline_ddpm_2d import DDPM2DPipeline, DDPM2DPipelineOutput
+from pipelines.pipeline_ddpm_cfg import DDPMCFGPipeline, DDPMCFGPipelineOutput
 
 from .data import TOY2D_DATASETS, sample_toy2d
 from .metrics import chamfer_distance
-from .models import MLP2DModel
+from .models import UNET_PRESETS, MLP2DModel, make_unet
 from .schedulers import BETA_SCHEDULES, PREDICTION_TYPES, ExtendedDDPMScheduler
 
 __version__ = "0.1.0"
@@ -13,10 +14,14 @@ __all__ = [
     "BETA_SCHEDULES",
     "DDPM2DPipeline",
     "DDPM2DPipelineOutput",
+    "DDPMCFGPipeline",
+    "DDPMCFGPipelineOutput",
     "ExtendedDDPMScheduler",
     "MLP2DModel",
     "PREDICTION_TYPES",
     "TOY2D_DATASETS",
+    "UNET_PRESETS",
     "chamfer_distance",
+    "make_unet",
     "sample_toy2d",
 ]

@@ -4,7 +4,7 @@
 
 Each run is an ordinary `accelerate launch train_scripts/train_2d.py` into OUTPUT_DIR/<schedule>-<prediction>/;
 runs that already have a metrics.json are kept, so an interrupted sweep resumes. The table goes to
-OUTPUT_DIR/sweep.md and OUTPUT_DIR/sweep.json.
+OUTPUT_DIR/sweep.md and OUTPUT_DIR/sweep.json; each run's console output to OUTPUT_DIR/<schedule>-<prediction>.log.
 """
 
 import argparse
@@ -28,6 +28,9 @@ def parse_args(argv=None):
     parser.add_argument(
         "--prediction_types", nargs="+", default=list(PREDICTION_TYPES), help="Prediction types to sweep."
     )
+    parser.add_argument(
+        "--num_cpu_threads_per_process", type=int, default=2, help="Threads per training run on the CPU."
+    )
     parser.add_argument("train_args", nargs="*", help="Extra flags for train_2d.py, after a `--`.")
     args = parser.parse_args(argv)
     if args.dataset not in TOY2D_DATASETS:
@@ -45,12 +48,14 @@ def main(args):
             if not os.path.exists(metrics_path):
                 command = [
                     sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines",
-                    "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu", TRAIN_SCRIPT,
+                    "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu",
+                    "--num_cpu_threads_per_process", str(args.num_cpu_threads_per_process), TRAIN_SCRIPT,
                     "--dataset", args.dataset, "--output_dir", run_dir, "--overwrite_output_dir",
                     "--beta_schedule", schedule, "--prediction_type", prediction_type, *args.train_args,
                 ]  # fmt: skip
                 print(" ".join(command[3:]), flush=True)
-                subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+                with open(f"{run_dir}.log", "w") as log:
+                    subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
             with open(metrics_path) as f:
                 metrics = json.load(f)
             rows.append(metrics)

@@ -1,3 +1,18 @@
+from .images import BUILTIN_DATASETS, class_names_of, find_image_column, find_label_column, load_image_dataset
 from .toy2d import TOY2D_DATASETS, check_toy2d_name, sample_toy2d, toy2d_normalisation
+from .transforms import channel_mode, decode_image, preprocess_image
 
-__all__ = ["TOY2D_DATASETS", "check_toy2d_name", "sample_toy2d", "toy2d_normalisation"]
+__all__ = [
+    "BUILTIN_DATASETS",
+    "TOY2D_DATASETS",
+    "channel_mode",
+    "check_toy2d_name",
+    "class_names_of",
+    "decode_image",
+    "find_image_column",
+    "find_label_column",
+    "load_image_dataset",
+    "preprocess_image",
+    "sample_toy2d",
+    "toy2d_normalisation",
+]

@@ -1,3 +1,4 @@
 from .mlp_2d import MLP2DModel, MLP2DOutput
+from .unet_presets import UNET_PRESETS, check_resolution, make_unet
 
-__all__ = ["MLP2DModel", "MLP2DOutput"]
+__all__ = ["MLP2DModel", "MLP2DOutput", "UNET_PRESETS", "check_resolution", "make_unet"]

@@ -1,4 +1,16 @@
+from .checkpoints import list_checkpoints, resolve_checkpoint, save_checkpoint
+from .config_file import load_config_file
 from .loss import diffusion_loss
 from .output_dir import check_output_dir, staged_output_dir
+from .rng import TrainingRNG
 
-__all__ = ["check_output_dir", "diffusion_loss", "staged_output_dir"]
+__all__ = [
+    "TrainingRNG",
+    "check_output_dir",
+    "diffusion_loss",
+    "list_checkpoints",
+    "load_config_file",
+    "resolve_checkpoint",
+    "save_checkpoint",
+    "staged_output_dir",
+]

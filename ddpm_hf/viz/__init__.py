@@ -1,4 +1,14 @@
+from .images import image_grid, save_denoising_gif, save_grid, tensor_to_pil
 from .loss_curve import save_loss_curve
 from .points_2d import save_forward_process_figure, save_samples_figure, save_trajectory_gif
 
-__all__ = ["save_forward_process_figure", "save_loss_curve", "save_samples_figure", "save_trajectory_gif"]
+__all__ = [
+    "image_grid",
+    "save_denoising_gif",
+    "save_forward_process_figure",
+    "save_grid",
+    "save_loss_curve",
+    "save_samples_figure",
+    "save_trajectory_gif",
+    "tensor_to_pil",
+]

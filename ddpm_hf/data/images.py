@@ -1,0 +1,168 @@
+"""Image datasets for DDPM training, all as Hugging Face `datasets.Dataset`s.
+
+Sources: a Hub dataset id (`load_dataset`), a local image folder (`imagefolder`: class sub-folders become labels), a
+local dataset folder (`save_to_disk` output, or parquet / arrow files), a local `.npz` file with `images` (and
+optionally `labels`, `label_names`) arrays, and the offline built-in `digits` (scikit-learn's 8x8 digits).
+"""
+
+import glob
+import os
+
+import numpy as np
+from PIL import Image
+
+BUILTIN_DATASETS = ("digits",)
+IMAGE_COLUMN_NAMES = ("image", "img", "images", "pixel_values")
+LABEL_COLUMN_NAMES = ("label", "labels", "class", "fine_label", "y")
+
+
+def _require_datasets():
+    try:
+        import datasets
+    except ImportError as error:  # pragma: no cover - datasets is a dependency of ddpm-hf
+        raise ImportError("Loading image datasets needs 🤗 datasets: pip install datasets") from error
+    return datasets
+
+
+def _digits_dataset():
+    from sklearn.datasets import load_digits
+
+    datasets = _require_datasets()
+    digits = load_digits()
+    # 0..16 intensities -> 0..255 greyscale, white strokes on black as in MNIST
+    images = [Image.fromarray(np.round(image * (255 / 16)).astype(np.uint8), mode="L") for image in digits.images]
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=[str(d) for d in range(10)])}
+    )
+    return datasets.Dataset.from_dict({"image": images, "label": digits.target.tolist()}, features=features)
+
+
+def _npz_dataset(path):
+    datasets = _require_datasets()
+    with np.load(path) as arrays:
+        if "images" not in arrays.files:
+            raise ValueError(f"{path} has no 'images' array; it holds {arrays.files}. Expected images (N, H, W[, C]).")
+        images = arrays["images"]
+        labels = arrays["labels"] if "labels" in arrays.files else None
+        label_names = [str(name) for name in arrays["label_names"]] if "label_names" in arrays.files else None
+    if images.ndim not in (3, 4) or images.dtype != np.uint8:
+        raise ValueError(
+            f"{path}: 'images' must be uint8 (N, H, W) or (N, H, W, C), got {images.dtype} {images.shape}."
+        )
+    columns = {"image": [Image.fromarray(image) for image in images]}
+    features = {"image": datasets.Image()}
+    if labels is not None:
+        if len(labels) != len(images):
+            raise ValueError(f"{path}: {len(labels)} labels for {len(images)} images.")
+        names = label_names or [str(value) for value in range(int(labels.max()) + 1)]
+        columns["label"] = labels.astype(np.int64).tolist()
+        features["label"] = datasets.ClassLabel(names=names)
+    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+
+
+def _local_folder_dataset(folder, split):
+    datasets = _require_datasets()
+    if os.path.exists(os.path.join(folder, "dataset_info.json")) or os.path.exists(
+        os.path.join(folder, "dataset_dict.json")
+    ):
+        loaded = datasets.load_from_disk(folder)
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise ValueError(f"{folder} has splits {list(loaded)}, not {split!r}.")
+            loaded = loaded[split]
+        return loaded
+    for extension, builder in (("parquet", "parquet"), ("arrow", "arrow")):
+        files = sorted(glob.glob(os.path.join(folder, "**", f"*.{extension}"), recursive=True))
+        if files:
+            return datasets.load_dataset(builder, data_files={split: files}, split=split)
+    return datasets.load_dataset("imagefolder", data_dir=folder, split=split)
+
+
+def load_image_dataset(
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    train_data_dir: str | None = None,
+    split: str = "train",
+    cache_dir: str | None = None,
+):
+    """
+    Load an image dataset from any supported source as a `datasets.Dataset`.
+
+    Args:
+        dataset_name (`str`, *optional*): `"digits"`, a path to a `.npz` file or a local dataset folder, or a Hub
+            dataset id such as `"ylecun/mnist"` (downloaded through `datasets.load_dataset`).
+        dataset_config_name (`str`, *optional*): Configuration of a Hub dataset.
+        train_data_dir (`str`, *optional*): A local folder: `save_to_disk` output, parquet/arrow files, or images
+            (class sub-folders become labels). Used when `dataset_name` is not given.
+        split (`str`, defaults to `"train"`): Split to load.
+        cache_dir (`str`, *optional*): Cache folder for Hub downloads.
+    """
+    if (dataset_name is None) == (train_data_dir is None):
+        raise ValueError("Give exactly one of dataset_name and train_data_dir.")
+    if train_data_dir is not None:
+        if not os.path.isdir(train_data_dir):
+            raise ValueError(f"train_data_dir {train_data_dir!r} is not a folder.")
+        dataset = _local_folder_dataset(train_data_dir, split)
+    elif dataset_name == "digits":
+        dataset = _digits_dataset()
+    elif dataset_name.endswith(".npz"):
+        if not os.path.isfile(dataset_name):
+            raise ValueError(f"No such .npz file: {dataset_name!r}.")
+        dataset = _npz_dataset(dataset_name)
+    elif os.path.isdir(dataset_name):
+        dataset = _local_folder_dataset(dataset_name, split)
+    else:
+        datasets = _require_datasets()
+        dataset = datasets.load_dataset(dataset_name, dataset_config_name, split=split, cache_dir=cache_dir)
+    if len(dataset) == 0:
+        raise ValueError(f"The dataset {dataset_name or train_data_dir!r} (split {split!r}) holds no examples.")
+    return dataset
+
+
+def find_image_column(dataset, image_column: str | None = None) -> str:
+    """The image column: `image_column` if given, else the first `Image` feature or a usual name."""
+    datasets = _require_datasets()
+    columns = list(dataset.column_names)
+    if image_column is not None:
+        if image_column not in columns:
+            raise ValueError(f"--image_column {image_column!r} is not a column of the dataset; columns: {columns}.")
+        return image_column
+    for name, feature in dataset.features.items():
+        if isinstance(feature, datasets.Image):
+            return name
+    for name in IMAGE_COLUMN_NAMES:
+        if name in columns:
+            return name
+    raise ValueError(f"No image column found; columns: {columns}. Name it with --image_column.")
+
+
+def find_label_column(dataset, label_column: str | None = None) -> str | None:
+    """The label column: `label_column` if given, else the first `ClassLabel` feature or a usual name, else None."""
+    datasets = _require_datasets()
+    columns = list(dataset.column_names)
+    if label_column is not None:
+        if label_column not in columns:
+            raise ValueError(f"--label_column {label_column!r} is not a column of the dataset; columns: {columns}.")
+        return label_column
+    for name, feature in dataset.features.items():
+        if isinstance(feature, datasets.ClassLabel):
+            return name
+    for name in LABEL_COLUMN_NAMES:
+        if name in columns:
+            return name
+    return None
+
+
+def class_names_of(dataset, label_column: str) -> list[str]:
+    """Class names in id order: the `ClassLabel` names, or the sorted distinct integer labels as strings."""
+    datasets = _require_datasets()
+    feature = dataset.features[label_column]
+    if isinstance(feature, datasets.ClassLabel):
+        return list(feature.names)
+    values = sorted(set(dataset[label_column]))
+    if not all(isinstance(value, (int, np.integer)) for value in values) or values[0] < 0:
+        raise ValueError(
+            f"Label column {label_column!r} must hold class ids 0..K-1 or be a ClassLabel, "
+            f"got values like {values[:5]}."
+        )
+    return [str(index) for index in range(int(values[-1]) + 1)]

@@ -1,0 +1,81 @@
+"""UNet2DModel sizes, from a CPU-friendly toy to the DDPM paper's CIFAR-10 network."""
+
+from diffusers import UNet2DModel
+
+UNET_PRESETS = {
+    # ~0.5M parameters: the CPU digits demo at 16x16.
+    "tiny": {
+        "block_out_channels": (32, 64),
+        "down_block_types": ("DownBlock2D", "AttnDownBlock2D"),
+        "up_block_types": ("AttnUpBlock2D", "UpBlock2D"),
+        "layers_per_block": 1,
+        "norm_num_groups": 8,
+        "attention_head_dim": 16,
+    },
+    # MNIST-sized: 28/32 px.
+    "small": {
+        "block_out_channels": (64, 128, 128),
+        "down_block_types": ("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+        "up_block_types": ("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+        "layers_per_block": 2,
+        "norm_num_groups": 32,
+        "attention_head_dim": 32,
+    },
+    # 64x64 faces / animals.
+    "base": {
+        "block_out_channels": (64, 128, 256, 256),
+        "down_block_types": ("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+        "up_block_types": ("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        "layers_per_block": 2,
+        "norm_num_groups": 32,
+        "attention_head_dim": 64,
+    },
+    # Ho et al. 2020, CIFAR-10: channels 128 x (1, 2, 2, 2), 2 res blocks per level, attention at 16x16, dropout 0.1.
+    "ddpm_cifar10": {
+        "block_out_channels": (128, 256, 256, 256),
+        "down_block_types": ("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+        "up_block_types": ("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+        "layers_per_block": 2,
+        "norm_num_groups": 32,
+        "attention_head_dim": None,
+        "dropout": 0.1,
+    },
+}
+
+
+def check_resolution(preset: str, resolution: int) -> None:
+    """Every down block but the last halves the size, so `resolution` must be divisible by 2 ** (levels - 1)."""
+    if preset not in UNET_PRESETS:
+        raise ValueError(f"Unknown model preset {preset!r}; choose one of {list(UNET_PRESETS)}.")
+    factor = 2 ** (len(UNET_PRESETS[preset]["block_out_channels"]) - 1)
+    if resolution < factor or resolution % factor:
+        raise ValueError(
+            f"resolution {resolution} does not fit the {preset!r} U-Net: it has "
+            f"{len(UNET_PRESETS[preset]['block_out_channels'])} levels, so the resolution must be a multiple of "
+            f"{factor} (e.g. {max(factor, resolution // factor * factor)} or {(resolution // factor + 1) * factor})."
+        )
+
+
+def make_unet(preset: str, resolution: int, channels: int, num_classes: int | None = None) -> UNet2DModel:
+    """
+    Build a `UNet2DModel` of a preset size.
+
+    Args:
+        preset (`str`): One of `tiny`, `small`, `base`, `ddpm_cifar10`.
+        resolution (`int`): Image side in pixels.
+        channels (`int`): 1 for greyscale, 3 for RGB; input and output alike.
+        num_classes (`int`, *optional*): For a class-conditional model, the number of real classes K. The class
+            embedding then has K + 1 rows: id K is the null condition used for classifier-free guidance.
+    """
+    check_resolution(preset, resolution)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (greyscale) or 3 (RGB), got {channels}.")
+    if num_classes is not None and num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+    return UNet2DModel(
+        sample_size=resolution,
+        in_channels=channels,
+        out_channels=channels,
+        num_class_embeds=None if num_classes is None else num_classes + 1,
+        **UNET_PRESETS[preset],
+    )

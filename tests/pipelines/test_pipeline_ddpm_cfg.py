@@ -1,0 +1,156 @@
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from ddpm_hf import DDPMCFGPipeline, ExtendedDDPMScheduler, make_unet
+
+T = 20
+NAMES = {0: "zero", 1: "one", 2: "two"}
+
+
+def tiny_pipeline(num_classes=3, channels=1, prediction_type="epsilon"):
+    torch.manual_seed(0)
+    unet = make_unet("tiny", 8, channels, num_classes)
+    scheduler = ExtendedDDPMScheduler(num_train_timesteps=T, prediction_type=prediction_type)
+    pipe = DDPMCFGPipeline(unet=unet, scheduler=scheduler, id2label=NAMES if num_classes == 3 else None)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def generator(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def count_unet_calls(pipe):
+    calls = []
+    original_forward = pipe.unet.forward
+
+    def counting_forward(sample, timestep, class_labels=None, **kwargs):
+        calls.append((sample.shape[0], None if class_labels is None else class_labels.tolist()))
+        return original_forward(sample, timestep, class_labels=class_labels, **kwargs)
+
+    pipe.unet.forward = counting_forward
+    return calls
+
+
+@pytest.mark.parametrize("output_type, kind", [("pil", PIL.Image.Image), ("np", np.ndarray), ("pt", torch.Tensor)])
+def test_output_types(output_type, kind):
+    pipe = tiny_pipeline(channels=3)
+    images = pipe(class_labels=[0, 1], num_inference_steps=3, generator=generator(), output_type=output_type)[0]
+    if output_type == "pil":
+        assert len(images) == 2 and images[0].size == (8, 8) and images[0].mode == "RGB"
+    elif output_type == "np":
+        assert isinstance(images, kind) and images.shape == (2, 8, 8, 3)
+        assert images.min() >= 0 and images.max() <= 1
+    else:
+        assert isinstance(images, kind) and images.shape == (2, 3, 8, 8)
+
+
+def test_names_and_ids_give_the_same_images():
+    pipe = tiny_pipeline()
+    by_id = pipe(class_labels=[2, 0], num_inference_steps=4, generator=generator(), output_type="np").images
+    by_name = pipe(class_labels=["two", "zero"], num_inference_steps=4, generator=generator(), output_type="np").images
+    np.testing.assert_array_equal(by_id, by_name)
+    one_for_all = pipe(class_labels="one", batch_size=3, num_inference_steps=2, output_type="np").images
+    assert one_for_all.shape[0] == 3
+
+
+def test_guidance_runs_one_batched_forward_per_step_with_the_null_class():
+    pipe = tiny_pipeline()
+    calls = count_unet_calls(pipe)
+    pipe(class_labels=[0, 2], guidance_scale=3.0, num_inference_steps=5, generator=generator())
+    assert len(calls) == 5
+    assert all(batch == 4 and labels == [0, 2, 3, 3] for batch, labels in calls)
+
+
+@pytest.mark.parametrize("guidance_scale, expected_labels", [(1.0, [0, 2]), (0.0, [3, 3])])
+def test_scale_one_or_zero_runs_a_single_pass(guidance_scale, expected_labels):
+    pipe = tiny_pipeline()
+    calls = count_unet_calls(pipe)
+    pipe(class_labels=[0, 2], guidance_scale=guidance_scale, num_inference_steps=3, generator=generator())
+    assert [labels for _, labels in calls] == [expected_labels] * 3
+
+
+def test_guided_output_is_the_cfg_combination(monkeypatch):
+    import pipelines.pipeline_ddpm_cfg as pipeline_module
+
+    pipe = tiny_pipeline()
+    start = torch.randn(2, 1, 8, 8, generator=generator(5))
+    monkeypatch.setattr(pipeline_module, "randn_tensor", lambda *args, **kwargs: start.clone())
+    captured = []
+    original_step = pipe.scheduler.step
+
+    def capturing_step(model_output, timestep, sample, **kwargs):
+        captured.append((int(timestep), model_output))
+        return original_step(model_output, timestep, sample, **kwargs)
+
+    monkeypatch.setattr(pipe.scheduler, "step", capturing_step)
+    pipe(class_labels=[1, 2], guidance_scale=2.5, num_inference_steps=1)
+    timestep, guided = captured[0]
+    with torch.no_grad():
+        conditional = pipe.unet(start, timestep, class_labels=torch.tensor([1, 2])).sample
+        unconditional = pipe.unet(start, timestep, class_labels=torch.tensor([3, 3])).sample
+    torch.testing.assert_close(guided, unconditional + 2.5 * (conditional - unconditional), rtol=1e-5, atol=1e-5)
+
+
+def test_guidance_changes_the_images_and_the_generator_fixes_them():
+    pipe = tiny_pipeline()
+    kwargs = dict(class_labels=[1, 1], num_inference_steps=4, output_type="np")
+    first = pipe(guidance_scale=3.0, generator=generator(1), **kwargs).images
+    again = pipe(guidance_scale=3.0, generator=generator(1), **kwargs).images
+    unguided = pipe(guidance_scale=1.0, generator=generator(1), **kwargs).images
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, unguided)
+
+
+def test_save_and_load_keep_class_names_and_images(tmp_path):
+    pipe = tiny_pipeline()
+    pipe.save_pretrained(tmp_path)
+    loaded = DDPMCFGPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.id2label == NAMES
+    kwargs = dict(class_labels=["one", "two"], num_inference_steps=3, output_type="np")
+    np.testing.assert_allclose(
+        loaded(generator=generator(), **kwargs).images, pipe(generator=generator(), **kwargs).images, atol=1e-5
+    )
+
+
+def test_callback_sees_every_step():
+    pipe = tiny_pipeline()
+    seen = []
+
+    def callback(pipe, step_index, timestep, callback_kwargs):
+        seen.append((step_index, int(timestep), callback_kwargs["sample"].shape))
+        return {}
+
+    pipe(class_labels=[0], num_inference_steps=4, callback_on_step_end=callback)
+    assert [step for step, _, _ in seen] == [0, 1, 2, 3]
+    assert [t for _, t, _ in seen] == pipe.scheduler.timesteps.tolist()
+
+
+def test_unconditional_model():
+    pipe = tiny_pipeline(num_classes=None)
+    images = pipe(batch_size=2, num_inference_steps=2, output_type="np").images
+    assert images.shape == (2, 8, 8, 1)
+    with pytest.raises(ValueError, match="unconditional"):
+        pipe(class_labels=[0], num_inference_steps=2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"class_labels": [5]}, r"Unknown class 5; valid ids are 0..2 and valid names are \['zero', 'one', 'two'\]"),
+        ({"class_labels": ["three"]}, "Unknown class 'three'"),
+        ({"class_labels": [0, 1], "batch_size": 3}, "2 class_labels for batch_size 3"),
+        ({"class_labels": [0], "guidance_scale": -1.0}, "guidance_scale"),
+        ({"class_labels": [0], "num_inference_steps": T + 1}, f"1..{T}"),
+        ({"class_labels": [0], "num_inference_steps": 0}, f"1..{T}"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"class_labels": [0], "output_type": "jpg"}, "output_type"),
+    ],
+)
+def test_bad_input(kwargs, message):
+    pipe = tiny_pipeline()
+    with pytest.raises(ValueError, match=message):
+        pipe(**{"num_inference_steps": 2, **kwargs})

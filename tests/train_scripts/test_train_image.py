@@ -1,0 +1,230 @@
+"""train_image.py on tiny local datasets: every data source, resume, two processes, class names, bad input."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from ddpm_hf import DDPMCFGPipeline
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "train_scripts" / "train_image.py"
+sys.path.insert(0, str(SCRIPT.parent))
+import train_image  # noqa: E402
+
+TINY = [
+    "--resolution", "8", "--model_preset", "tiny", "--num_train_timesteps", "20", "--train_batch_size", "4",
+    "--max_train_steps", "4", "--checkpointing_steps", "2", "--checkpoints_total_limit", "3",
+    "--save_images_epochs", "1000", "--lr_warmup_steps", "1", "--learning_rate", "1e-3", "--logger", "none",
+]  # fmt: skip
+RUN_FILES = {"model_index.json", "unet", "scheduler", "loss_curve.png", "grid.png", "denoising.gif", "metrics.json"}
+
+
+def accelerate_launch(args, num_processes=1):
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu",
+        "--num_cpu_threads_per_process", "1", str(SCRIPT), *args,
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+
+
+def make_image_folder(root, classes=("cat", "dog"), per_class=6, mode="RGB", size=(10, 12)):
+    rng = np.random.default_rng(0)
+    for class_index, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for index in range(per_class):
+            shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+            pixels = rng.integers(0, 255, shape, dtype=np.uint8) // (class_index + 1)
+            Image.fromarray(pixels, mode=mode).save(root / name / f"{index}.png")
+    return root
+
+
+def check_run(output_dir, expected_classes):
+    assert RUN_FILES <= set(os.listdir(output_dir))
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    assert metrics["steps"] == 4 and np.isfinite(metrics["final_loss"]) and metrics["images_per_second"] > 0
+    pipe = DDPMCFGPipeline.from_pretrained(output_dir)
+    pipe.set_progress_bar_config(disable=True)
+    if expected_classes is None:
+        assert pipe.num_classes is None
+    else:
+        assert list(pipe.id2label.values()) == list(expected_classes)
+    with Image.open(output_dir / "denoising.gif") as gif:
+        assert gif.n_frames > 5
+    return metrics, pipe
+
+
+def test_image_folder_rgb_with_class_names(tmp_path):
+    data = make_image_folder(tmp_path / "data")
+    output_dir = tmp_path / "run"
+    result = accelerate_launch(["--train_data_dir", str(data), "--output_dir", str(output_dir), *TINY])
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics, pipe = check_run(output_dir, ["cat", "dog"])
+    assert metrics["class_names"] == ["cat", "dog"]
+    assert pipe.unet.config.in_channels == 3 and pipe.unet.config.num_class_embeds == 3  # 2 classes + null
+    images = pipe(class_labels=["dog", "cat"], num_inference_steps=5, output_type="np").images
+    assert images.shape == (2, 8, 8, 3) and 0 <= images.min() and images.max() <= 1
+    assert sorted(os.listdir(output_dir / "checkpoints")) == ["checkpoint-2", "checkpoint-4"]
+    assert (output_dir / "unet" / "diffusion_pytorch_model.safetensors").exists()
+
+
+def test_parquet_dataset_with_cifar_style_columns(tmp_path):
+    import datasets
+
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8), mode="L") for _ in range(10)]
+    features = datasets.Features({"img": datasets.Image(), "fine_label": datasets.ClassLabel(names=["a", "b", "c"])})
+    dataset = datasets.Dataset.from_dict({"img": images, "fine_label": [i % 3 for i in range(10)]}, features=features)
+    (tmp_path / "data").mkdir()
+    dataset.to_parquet(str(tmp_path / "data" / "train.parquet"))
+    output_dir = tmp_path / "run"
+    result = accelerate_launch(["--train_data_dir", str(tmp_path / "data"), "--output_dir", str(output_dir), *TINY])
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, pipe = check_run(output_dir, ["a", "b", "c"])
+    assert pipe.unet.config.in_channels == 1, "greyscale data must stay 1 channel"
+
+
+def test_digits_builtin_unconditional_when_asked(tmp_path):
+    output_dir = tmp_path / "run"
+    result = accelerate_launch(
+        ["--dataset_name", "digits", "--condition", "none", "--output_dir", str(output_dir), *TINY]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, pipe = check_run(output_dir, None)
+    with pytest.raises(ValueError, match="unconditional"):
+        pipe(class_labels=[1], num_inference_steps=2)
+    with Image.open(output_dir / "grid.png") as grid:
+        assert grid.size == (5 * 64, 5 * 64)  # 5x5 grid, 8 px images shown 8x larger
+
+
+def test_two_processes_make_one_run_with_one_schedule(tmp_path):
+    output_dir = tmp_path / "run"
+    result = accelerate_launch(
+        ["--dataset_name", "digits", "--output_dir", str(output_dir), *TINY, "--lr_scheduler", "linear"],
+        num_processes=2,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    check_run(output_dir, [str(d) for d in range(10)])
+    logged = [json.loads(line) for line in (output_dir / "losses.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in logged] == [1, 2, 3, 4]
+    # linear decay after 1 warm-up step over 4 optimizer steps, stepped once per optimizer step: 1, 2/3, 1/3, 0
+    np.testing.assert_allclose([entry["lr"] for entry in logged], [1e-3, 2e-3 / 3, 1e-3 / 3, 0.0], atol=1e-9)
+
+
+def test_resume_continues_the_same_trajectory(tmp_path):
+    common = ["--dataset_name", "digits", *TINY, "--max_train_steps", "6", "--train_batch_size", "8"]
+    straight = tmp_path / "straight"
+    train_image.main(train_image.parse_args([*common, "--output_dir", str(straight)]))
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
+    for name in ("checkpoint-4", "checkpoint-6"):
+        shutil.rmtree(resumed / "checkpoints" / name)
+    train_image.main(
+        train_image.parse_args([*common, "--output_dir", str(resumed), "--resume_from_checkpoint", "latest"])
+    )
+
+    def losses(run):
+        return [json.loads(line)["loss"] for line in (run / "losses.jsonl").read_text().splitlines()]
+
+    assert len(losses(resumed)) == 6
+    np.testing.assert_allclose(losses(resumed), losses(straight), rtol=1e-5)
+    for weights in ("unet/diffusion_pytorch_model.safetensors", "checkpoints/checkpoint-6/model.safetensors"):
+        straight_weights, resumed_weights = load_file(straight / weights), load_file(resumed / weights)
+        for key, value in straight_weights.items():
+            torch.testing.assert_close(resumed_weights[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_config_file_sets_flags_and_the_command_line_wins(tmp_path):
+    config = tmp_path / "preset.yaml"
+    config.write_text("dataset_name: digits\nresolution: 16\nmodel_preset: tiny\noutput_dir: somewhere\n")
+    args = train_image.parse_args(["--config", str(config), "--resolution", "8", "--output_dir", str(tmp_path / "o")])
+    assert (args.dataset_name, args.resolution, args.output_dir) == ("digits", 8, str(tmp_path / "o"))
+
+
+# ---------- bad input: clear errors, nothing written ----------
+
+
+def expect_refusal(tmp_path, argv, message):
+    output_dir = tmp_path / "run"
+    with pytest.raises(ValueError, match=message):
+        train_image.main(train_image.parse_args([*argv, "--output_dir", str(output_dir), *TINY]))
+    assert not output_dir.exists()
+
+
+def test_missing_label_column_lists_the_columns(tmp_path):
+    data = make_image_folder(tmp_path / "data", classes=("only",))
+    shutil.move(str(data / "only"), str(tmp_path / "flat"))
+    expect_refusal(
+        tmp_path, ["--train_data_dir", str(tmp_path / "flat"), "--condition", "class"], r"columns: \['image'\]"
+    )
+
+
+def test_unknown_label_column_lists_the_columns(tmp_path):
+    expect_refusal(
+        tmp_path, ["--dataset_name", "digits", "--label_column", "digit"], r"'digit'.*columns: \['image', 'label'\]"
+    )
+
+
+def test_unreadable_image_is_named(tmp_path):
+    data = make_image_folder(tmp_path / "data")
+    (data / "cat" / "0.png").write_bytes(b"not a png at all")
+    output_dir = tmp_path / "run"
+    args = train_image.parse_args(["--train_data_dir", str(data), "--output_dir", str(output_dir), *TINY])
+    with pytest.raises(ValueError, match=r"Cannot read .*0\.png"):
+        train_image.main(args)
+
+
+def test_negative_labels_are_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)) for _ in range(4)]
+    np.savez(tmp_path / "data.npz", images=np.stack([np.asarray(i) for i in images]), labels=np.array([0, 1, 2, 3]))
+    import datasets
+
+    dataset = datasets.Dataset.from_dict({"image": images, "label": [0, 1, -1, 2]})
+    dataset.save_to_disk(str(tmp_path / "saved"))
+    expect_refusal(tmp_path, ["--dataset_name", str(tmp_path / "saved")], "class ids 0..K-1")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--dataset_name", "digits", "--resolution", "7"], "resolution 7.*multiple of 2"),
+        (["--dataset_name", "digits", "--model_preset", "huge"], "huge.*tiny"),
+        (["--dataset_name", "digits", "--prediction_type", "noise"], "noise.*epsilon"),
+        (["--dataset_name", "digits", "--cond_drop_prob", "1.5"], "cond_drop_prob"),
+        (["--dataset_name", "digits", "--train_data_dir", "x"], "exactly one"),
+        (["--dataset_name", "missing.npz"], "missing.npz"),
+    ],
+)
+def test_bad_flags(tmp_path, argv, message):
+    expect_refusal(tmp_path, argv, message)
+
+
+def test_unknown_preset_keys_are_named(tmp_path):
+    config = tmp_path / "preset.yaml"
+    config.write_text("dataset_name: digits\nlearning_rat: 0.1\n")
+    with pytest.raises(ValueError, match=r"Unknown keys \['learning_rat'\]"):
+        train_image.parse_args(["--config", str(config), "--output_dir", str(tmp_path / "run")])
+
+
+def test_npz_source_keeps_label_names(tmp_path):
+    images = np.random.default_rng(0).integers(0, 255, (6, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", images=images, labels=np.array([0, 1, 0, 1, 0, 1]), label_names=np.array(["x", "y"]))
+    dataset, mode, class_names = train_image.prepare_dataset(
+        train_image.parse_args(["--dataset_name", str(tmp_path / "d.npz"), "--output_dir", str(tmp_path / "o"), *TINY])
+    )
+    assert (mode, class_names, len(dataset)) == ("L", ["x", "y"], 6)
+    example = dataset[3]
+    assert example["pixel_values"].shape == (1, 8, 8) and example["class_labels"] == 1
+    expected = torch.from_numpy(images[3].astype(np.float32) / 127.5 - 1)
+    torch.testing.assert_close(example["pixel_values"][0], expected)

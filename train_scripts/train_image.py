@@ -1,0 +1,494 @@
+"""Train an image DDPM (UNet2DModel), unconditional or class-conditional for classifier-free guidance.
+
+    accelerate launch train_scripts/train_image.py --dataset_name digits --resolution 16 --output_dir outputs/digits
+    accelerate launch train_scripts/train_image.py --config train_scripts/configs/digits.yaml
+
+Writes to --output_dir: the DDPMCFGPipeline (model_index.json, unet/ with the EMA weights when EMA is on,
+scheduler/), loss_curve.png, grid.png, denoising.gif, metrics.json, logs/ (TensorBoard), samples/ (images saved
+every --save_images_epochs) and checkpoints/ (accelerate states for --resume_from_checkpoint).
+"""
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import time
+
+import datasets
+import torch
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from ddpm_hf import BETA_SCHEDULES, PREDICTION_TYPES, UNET_PRESETS, DDPMCFGPipeline, ExtendedDDPMScheduler, make_unet
+from ddpm_hf.data import (
+    channel_mode,
+    class_names_of,
+    decode_image,
+    find_image_column,
+    find_label_column,
+    load_image_dataset,
+    preprocess_image,
+)
+from ddpm_hf.models import check_resolution
+from ddpm_hf.training import (
+    TrainingRNG,
+    check_output_dir,
+    diffusion_loss,
+    load_config_file,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from ddpm_hf.viz import image_grid, save_denoising_gif, save_grid, save_loss_curve, tensor_to_pil
+
+logger = get_logger(__name__, log_level="INFO")
+
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+CONDITIONS = ("auto", "none", "class")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description="Train an image DDPM with accelerate.")
+    parser.add_argument(
+        "--config", type=str, default=None, help="YAML/JSON preset whose keys are flags of this script."
+    )
+    # data
+    parser.add_argument(
+        "--dataset_name",
+        type=str,
+        default=None,
+        help="'digits', a .npz file, a local dataset folder, or a Hub dataset id (e.g. ylecun/mnist, cifar10).",
+    )
+    parser.add_argument("--dataset_config_name", type=str, default=None, help="Config name of a Hub dataset.")
+    parser.add_argument(
+        "--train_data_dir", type=str, default=None, help="Local images (class sub-folders = labels) or dataset files."
+    )
+    parser.add_argument("--cache_dir", type=str, default=None, help="Cache folder for Hub datasets.")
+    parser.add_argument("--image_column", type=str, default=None, help="Image column; found automatically if unset.")
+    parser.add_argument("--label_column", type=str, default=None, help="Label column; found automatically if unset.")
+    parser.add_argument(
+        "--condition",
+        type=str,
+        default="auto",
+        help="'class' (class-conditional with a null class for CFG), 'none', or 'auto' (class when labels exist).",
+    )
+    parser.add_argument("--resolution", type=int, default=32, help="Training image side in pixels.")
+    parser.add_argument(
+        "--center_crop", action=argparse.BooleanOptionalAction, default=True, help="Centre (else random) crop."
+    )
+    parser.add_argument("--random_flip", action="store_true", help="Flip images left-right at random.")
+    parser.add_argument("--dataloader_num_workers", type=int, default=0, help="DataLoader worker processes.")
+    # model and diffusion
+    parser.add_argument("--model_preset", type=str, default="small", help=f"U-Net size, one of {list(UNET_PRESETS)}.")
+    parser.add_argument("--num_train_timesteps", type=int, default=1000, help="Diffusion steps T.")
+    parser.add_argument("--beta_schedule", type=str, default="linear", help=f"One of {list(BETA_SCHEDULES)}.")
+    parser.add_argument("--beta_start", type=float, default=1e-4, help="First beta (linear/quad).")
+    parser.add_argument("--beta_end", type=float, default=0.02, help="Last beta (linear/quad).")
+    parser.add_argument("--prediction_type", type=str, default="epsilon", help=f"One of {list(PREDICTION_TYPES)}.")
+    parser.add_argument(
+        "--cond_drop_prob", type=float, default=0.1, help="Probability of training a label as the null class."
+    )
+    parser.add_argument("--guidance_scale", type=float, default=3.0, help="Guidance s for the saved sample images.")
+    # optimisation
+    parser.add_argument("--train_batch_size", type=int, default=64, help="Batch size per process.")
+    parser.add_argument("--num_epochs", type=int, default=100, help="Epochs, unless --max_train_steps is set.")
+    parser.add_argument("--max_train_steps", type=int, default=None, help="Optimizer steps; overrides --num_epochs.")
+    parser.add_argument("--gradient_accumulation_steps", type=int, default=1, help="Batches per optimizer step.")
+    parser.add_argument("--learning_rate", type=float, default=1e-4, help="Peak learning rate of AdamW.")
+    parser.add_argument("--lr_scheduler", type=str, default="cosine", help=f"One of {list(LR_SCHEDULERS)}.")
+    parser.add_argument("--lr_warmup_steps", type=int, default=500, help="Warm-up optimizer steps.")
+    parser.add_argument("--adam_beta1", type=float, default=0.95, help="AdamW beta1.")
+    parser.add_argument("--adam_beta2", type=float, default=0.999, help="AdamW beta2.")
+    parser.add_argument("--adam_weight_decay", type=float, default=1e-6, help="AdamW weight decay.")
+    parser.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon.")
+    parser.add_argument("--max_grad_norm", type=float, default=1.0, help="Gradient clipping norm (0 disables).")
+    parser.add_argument(
+        "--use_ema", action=argparse.BooleanOptionalAction, default=True, help="Keep an EMA of weights."
+    )
+    parser.add_argument("--ema_inv_gamma", type=float, default=1.0, help="EMA warm-up inverse gamma.")
+    parser.add_argument("--ema_power", type=float, default=3 / 4, help="EMA warm-up power.")
+    parser.add_argument("--ema_max_decay", type=float, default=0.9999, help="Largest EMA decay.")
+    parser.add_argument(
+        "--mixed_precision", type=str, default=None, help="'no', 'fp16' or 'bf16'; default: accelerate's config."
+    )
+    parser.add_argument("--seed", type=int, default=0, help="Seed of training and of the saved samples.")
+    # outputs
+    parser.add_argument("--output_dir", type=str, default=None, help="Run folder (required).")
+    parser.add_argument("--overwrite_output_dir", action="store_true", help="Replace a folder holding another run.")
+    parser.add_argument("--checkpointing_steps", type=int, default=500, help="Save a checkpoint every N steps.")
+    parser.add_argument("--checkpoints_total_limit", type=int, default=2, help="Keep at most N checkpoints.")
+    parser.add_argument(
+        "--resume_from_checkpoint", type=str, default=None, help="'latest' or a checkpoint folder to resume from."
+    )
+    parser.add_argument("--logger", type=str, default="tensorboard", help="'tensorboard' or 'none'.")
+    parser.add_argument("--save_images_epochs", type=int, default=10, help="Save a sample grid every N epochs.")
+    parser.add_argument(
+        "--num_inference_steps", type=int, default=None, help="Sampling steps for saved images; default T."
+    )
+    parser.add_argument("--push_to_hub", action="store_true", help="Upload the final pipeline to the Hub.")
+    parser.add_argument("--hub_model_id", type=str, default=None, help="Hub repository for --push_to_hub.")
+    parser.add_argument("--hub_token", type=str, default=None, help="Hub token (default: the logged-in one).")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    known, _ = parser.parse_known_args(argv)
+    if known.config:
+        parser.set_defaults(**load_config_file(known.config, parser))
+    args = parser.parse_args(argv)
+    check_args(args)
+    return args
+
+
+def check_args(args):
+    """Reject bad flags before anything is read or written."""
+    if args.output_dir is None:
+        raise ValueError("--output_dir is required (on the command line or in --config).")
+    if (args.dataset_name is None) == (args.train_data_dir is None):
+        raise ValueError("Give exactly one of --dataset_name and --train_data_dir.")
+    choices = {
+        "condition": CONDITIONS,
+        "model_preset": tuple(UNET_PRESETS),
+        "beta_schedule": BETA_SCHEDULES,
+        "prediction_type": PREDICTION_TYPES,
+        "lr_scheduler": LR_SCHEDULERS,
+        "logger": ("tensorboard", "none"),
+        "mixed_precision": (None, "no", "fp16", "bf16"),
+    }
+    for name, allowed in choices.items():
+        if getattr(args, name) not in allowed:
+            raise ValueError(f"Unknown --{name} {getattr(args, name)!r}; choose one of {list(allowed)}.")
+    for name in ("train_batch_size", "num_epochs", "gradient_accumulation_steps", "num_train_timesteps",
+                 "checkpointing_steps", "save_images_epochs", "resolution"):  # fmt: skip
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}.")
+    if args.max_train_steps is not None and args.max_train_steps < 1:
+        raise ValueError(f"--max_train_steps must be >= 1, got {args.max_train_steps}.")
+    if not 0 <= args.cond_drop_prob < 1:
+        raise ValueError(f"--cond_drop_prob must be in [0, 1), got {args.cond_drop_prob}.")
+    if args.guidance_scale < 0:
+        raise ValueError(f"--guidance_scale must be >= 0, got {args.guidance_scale}.")
+    if args.num_inference_steps is not None and not 1 <= args.num_inference_steps <= args.num_train_timesteps:
+        raise ValueError(
+            f"--num_inference_steps must be in 1..{args.num_train_timesteps}, got {args.num_inference_steps}."
+        )
+    if not args.learning_rate > 0:
+        raise ValueError(f"--learning_rate must be > 0, got {args.learning_rate}.")
+    check_resolution(args.model_preset, args.resolution)
+    if args.resume_from_checkpoint is None:
+        check_output_dir(args.output_dir, args.overwrite_output_dir)
+    if args.push_to_hub and not args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/ddpm-digits).")
+
+
+def prepare_dataset(args):
+    """Load the dataset, find its columns and classes, and attach the training transform. Reads, never writes."""
+    dataset = load_image_dataset(
+        args.dataset_name, args.dataset_config_name, args.train_data_dir, cache_dir=args.cache_dir
+    )
+    image_column = find_image_column(dataset, args.image_column)
+    label_column = find_label_column(dataset, args.label_column)
+    if args.condition == "class" and label_column is None:
+        raise ValueError(
+            f"--condition class needs a label column, and none was found; columns: {dataset.column_names}. "
+            "Name it with --label_column."
+        )
+    conditional = label_column is not None and args.condition != "none"
+    class_names = class_names_of(dataset, label_column) if conditional else None
+    if conditional:
+        labels = dataset[label_column]
+        bad = [value for value in labels if not isinstance(value, int) or not 0 <= value < len(class_names)]
+        if bad:
+            raise ValueError(
+                f"Label column {label_column!r} holds {len(bad)} values outside 0..{len(class_names) - 1}, "
+                f"e.g. {bad[:5]}."
+            )
+    if isinstance(dataset.features[image_column], datasets.Image):
+        dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
+    mode = channel_mode(decode_image(dataset[0][image_column], f"image 0 of column {image_column!r}"))
+
+    def transform(batch):
+        pixel_values = []
+        for value in batch[image_column]:
+            image = decode_image(value, f"image in column {image_column!r}")
+            pixel_values.append(preprocess_image(image, args.resolution, mode, args.center_crop, args.random_flip))
+        output = {"pixel_values": pixel_values}
+        if conditional:
+            output["class_labels"] = batch[label_column]
+        return output
+
+    dataset.set_transform(transform)
+    return dataset, mode, class_names
+
+
+def collate(examples):
+    batch = {"pixel_values": torch.stack([example["pixel_values"] for example in examples])}
+    if "class_labels" in examples[0]:
+        batch["class_labels"] = torch.tensor([example["class_labels"] for example in examples], dtype=torch.long)
+    return batch
+
+
+def main(args):
+    # Everything that can fail on bad input happens before the output folder is touched.
+    dataset, mode, class_names = prepare_dataset(args)
+    num_classes = len(class_names) if class_names else None
+    channels = 1 if mode == "L" else 3
+    model = make_unet(args.model_preset, args.resolution, channels, num_classes)
+    noise_scheduler = ExtendedDDPMScheduler(
+        num_train_timesteps=args.num_train_timesteps,
+        beta_schedule=args.beta_schedule,
+        beta_start=args.beta_start,
+        beta_end=args.beta_end,
+        prediction_type=args.prediction_type,
+    )
+
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.logger == "none" else args.logger,
+        project_config=ProjectConfiguration(
+            project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, "logs")
+        ),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    datasets.utils.logging.set_verbosity_error()
+    if accelerator.is_main_process:
+        if args.overwrite_output_dir and args.resume_from_checkpoint is None and os.path.isdir(args.output_dir):
+            shutil.rmtree(args.output_dir)
+        os.makedirs(args.output_dir, exist_ok=True)
+    accelerator.wait_for_everyone()
+    set_seed(args.seed)
+
+    dataloader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=args.train_batch_size,
+        shuffle=True,
+        collate_fn=collate,
+        num_workers=args.dataloader_num_workers,
+        drop_last=len(dataset) >= args.train_batch_size * accelerator.num_processes,
+    )
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay,
+        eps=args.adam_epsilon,
+    )
+    model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
+    steps_per_epoch = math.ceil(len(dataloader) / args.gradient_accumulation_steps)
+    max_train_steps = args.max_train_steps or args.num_epochs * steps_per_epoch
+    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
+    # Not passed to accelerator.prepare: stepped by hand once per optimizer step, whatever the number of processes.
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps,
+        num_training_steps=max_train_steps,
+    )
+    accelerator.register_for_checkpointing(lr_scheduler)
+    training_rng = TrainingRNG(args.seed + accelerator.process_index, accelerator.device)
+    accelerator.register_for_checkpointing(training_rng)
+    ema_model = None
+    if args.use_ema:
+        ema_model = EMAModel(
+            accelerator.unwrap_model(model).parameters(),
+            decay=args.ema_max_decay,
+            use_ema_warmup=True,
+            inv_gamma=args.ema_inv_gamma,
+            power=args.ema_power,
+        )
+        ema_model.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema_model)
+
+    global_step, first_epoch, resume_batches = 0, 0, 0
+    losses_path = os.path.join(args.output_dir, "losses.jsonl")
+    checkpoints_dir = os.path.join(args.output_dir, "checkpoints")
+    if args.resume_from_checkpoint:
+        found = resolve_checkpoint(checkpoints_dir, args.resume_from_checkpoint)
+        if found is None:
+            logger.info("No checkpoint yet in %s; starting a new run.", checkpoints_dir)
+        else:
+            global_step, path = found
+            accelerator.load_state(path)
+            if accelerator.is_main_process and os.path.exists(losses_path):
+                # forget losses logged after the checkpoint: those steps run again
+                with open(losses_path) as f:
+                    kept = [line for line in f if json.loads(line)["step"] <= global_step]
+                with open(losses_path, "w") as f:
+                    f.writelines(kept)
+            first_epoch = global_step // steps_per_epoch
+            resume_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
+            logger.info(f"Resumed from {path} at step {global_step}")
+
+    if accelerator.is_main_process and args.logger != "none":
+        tracker_config = {
+            key: value for key, value in vars(args).items() if isinstance(value, (int, float, str, bool))
+        }
+        accelerator.init_trackers("train_image", config=tracker_config)
+    logger.info(
+        f"{len(dataset)} images, {channels} channel(s) at {args.resolution}px, classes: {class_names}; "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; {max_train_steps} steps of "
+        f"{args.train_batch_size}x{accelerator.num_processes}x{args.gradient_accumulation_steps} images"
+    )
+
+    progress = tqdm(
+        range(max_train_steps), initial=global_step, disable=not accelerator.is_local_main_process, desc="train"
+    )
+    null_class = num_classes
+    start_time, images_seen = time.time(), 0
+    for epoch in range(first_epoch, num_epochs):
+        model.train()
+        if hasattr(dataloader, "set_epoch"):
+            dataloader.set_epoch(epoch)
+        epoch_loader = dataloader
+        if epoch == first_epoch and resume_batches:
+            epoch_loader = accelerator.skip_first_batches(dataloader, resume_batches)
+        for batch in epoch_loader:
+            clean_images = batch["pixel_values"]
+            model_kwargs = {}
+            if num_classes is not None:
+                # classifier-free guidance training: the label becomes the null class with probability cond_drop_prob
+                drop_draw = torch.rand(
+                    clean_images.shape[0], generator=training_rng.generator, device=clean_images.device
+                )
+                drop = drop_draw < args.cond_drop_prob
+                model_kwargs["class_labels"] = torch.where(drop, null_class, batch["class_labels"])
+            with accelerator.accumulate(model):
+                loss = diffusion_loss(model, noise_scheduler, clean_images, training_rng.generator, **model_kwargs)
+                if not torch.isfinite(loss):
+                    raise RuntimeError(
+                        f"Loss became {loss.item()} at step {global_step}; "
+                        "lower --learning_rate, or use bf16 instead of fp16."
+                    )
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            images_seen += clean_images.shape[0] * accelerator.num_processes
+            if not accelerator.sync_gradients:
+                continue
+            # One optimizer step has happened on every process.
+            lr_scheduler.step()
+            if ema_model is not None:
+                ema_model.step(accelerator.unwrap_model(model).parameters())
+            global_step += 1
+            step_loss = accelerator.gather(loss.detach()).mean().item()
+            logs = {"loss": step_loss, "lr": lr_scheduler.get_last_lr()[0], "step": global_step}
+            if ema_model is not None:
+                logs["ema_decay"] = ema_model.cur_decay_value
+            progress.update(1)
+            progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{logs['lr']:.2e}")
+            if args.logger != "none":
+                accelerator.log(logs, step=global_step)
+            if accelerator.is_main_process:
+                with open(losses_path, "a") as f:
+                    f.write(json.dumps(logs) + "\n")
+            if global_step % args.checkpointing_steps == 0 or global_step == max_train_steps:
+                save_checkpoint(accelerator, checkpoints_dir, global_step, args.checkpoints_total_limit)
+            if global_step >= max_train_steps:
+                break
+        if accelerator.is_main_process and (
+            (epoch + 1) % args.save_images_epochs == 0 or global_step >= max_train_steps
+        ):
+            pipeline = build_pipeline(accelerator, model, ema_model, noise_scheduler, class_names)
+            samples = sample_for_figures(args, pipeline, num_classes, accelerator.device)[0]
+            os.makedirs(os.path.join(args.output_dir, "samples"), exist_ok=True)
+            rows, cols = grid_shape(num_classes)
+            save_grid(
+                tensor_to_pil(samples), rows, cols, os.path.join(args.output_dir, "samples", f"epoch_{epoch:04d}.png")
+            )
+        if global_step >= max_train_steps:
+            break
+    train_seconds = time.time() - start_time
+    progress.close()
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        pipeline = build_pipeline(accelerator, model, ema_model, noise_scheduler, class_names)
+        save_final_outputs(args, pipeline, num_classes, accelerator.device, losses_path, train_seconds, images_seen)
+        if args.push_to_hub:
+            pipeline.push_to_hub(args.hub_model_id, token=args.hub_token)
+    accelerator.end_training()
+
+
+def build_pipeline(accelerator, model, ema_model, noise_scheduler, class_names):
+    """A pipeline holding a copy of the network with the EMA weights when EMA is on."""
+    unet = accelerator.unwrap_model(model)
+    if ema_model is not None:
+        unet = type(unet).from_config(unet.config).to(accelerator.device)
+        unet.load_state_dict(accelerator.unwrap_model(model).state_dict())
+        ema_model.copy_to(unet.parameters())
+    unet.eval()
+    id2label = dict(enumerate(class_names)) if class_names else None
+    pipeline = DDPMCFGPipeline(unet=unet, scheduler=noise_scheduler, id2label=id2label)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def grid_shape(num_classes):
+    """5x5 for unconditional models; one row per class (up to 10) by 5 columns for class-conditional ones."""
+    return (5, 5) if num_classes is None else (min(num_classes, 10), 5)
+
+
+def sample_for_figures(args, pipeline, num_classes, device, num_frames: int = 0):
+    """The grid's samples (N, C, H, W in [-1, 1]) from a fixed seed, and `num_frames` snapshots of x_t for a GIF."""
+    rows, cols = grid_shape(num_classes)
+    class_labels = None if num_classes is None else [row for row in range(rows) for _ in range(cols)]
+    num_steps = args.num_inference_steps or args.num_train_timesteps
+    frames, keep_every = [], max(num_steps // max(num_frames, 1), 1)
+
+    def keep_frame(pipe, step_index, timestep, callback_kwargs):
+        if num_frames and (step_index % keep_every == 0 or step_index == num_steps - 1):
+            frames.append(callback_kwargs["sample"].clone())
+        return {}
+
+    generator = torch.Generator(device="cpu").manual_seed(args.seed)
+    images = pipeline(
+        class_labels=class_labels,
+        batch_size=rows * cols,
+        guidance_scale=args.guidance_scale,
+        num_inference_steps=num_steps,
+        generator=generator,
+        output_type="pt",
+        callback_on_step_end=keep_frame,
+    ).images
+    return images * 2 - 1, frames
+
+
+def save_final_outputs(args, pipeline, num_classes, device, losses_path, train_seconds, images_seen):
+    output_dir = args.output_dir
+    pipeline.save_pretrained(output_dir)
+    with open(losses_path) as f:
+        losses = [json.loads(line)["loss"] for line in f]
+    save_loss_curve(losses, os.path.join(output_dir, "loss_curve.png"), title="Training loss (noise-matching MSE)")
+    rows, cols = grid_shape(num_classes)
+    samples, frames = sample_for_figures(args, pipeline, num_classes, device, num_frames=40)
+    upscale = max(1, 64 // args.resolution)
+    save_grid(tensor_to_pil(samples, upscale), rows, cols, os.path.join(output_dir, "grid.png"))
+    gif_frames = [image_grid(tensor_to_pil(frame, upscale), rows, cols) for frame in frames]
+    save_denoising_gif(gif_frames, os.path.join(output_dir, "denoising.gif"))
+    metrics = {
+        "final_loss": sum(losses[-100:]) / len(losses[-100:]),
+        "steps": len(losses),
+        "train_seconds": round(train_seconds, 1),
+        "images_per_second": round(images_seen / max(train_seconds, 1e-9), 1),
+        "num_classes": num_classes,
+        "class_names": list(pipeline.id2label.values()) if num_classes else None,
+        "guidance_scale": args.guidance_scale,
+        "seed": args.seed,
+    }
+    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+    logger.info(f"wrote {output_dir}: final loss {metrics['final_loss']:.4f}, {metrics['images_per_second']} images/s")
+
+
+if __name__ == "__main__":
+    main(parse_args())
