@@ -1,7 +1,6 @@
 """Image grids and denoising animations from pipeline outputs."""
 
 import numpy as np
-from diffusers.utils import make_image_grid
 from PIL import Image
 
 
@@ -18,16 +17,25 @@ def tensor_to_pil(samples, upscale: int = 1) -> list[Image.Image]:
     return images
 
 
-def image_grid(images: list[Image.Image], rows: int, cols: int) -> Image.Image:
-    """Tile the first `rows * cols` images row by row into one picture."""
+def image_grid(images: list[Image.Image], rows: int, cols: int, padding: int = 2) -> Image.Image:
+    """Tile the first `rows * cols` equally sized images row by row, `padding` grey pixels apart."""
     if len(images) < rows * cols:
         raise ValueError(f"A {rows}x{cols} grid needs {rows * cols} images, got {len(images)}.")
-    return make_image_grid(images[: rows * cols], rows=rows, cols=cols)
+    width, height = images[0].size
+    grid = Image.new(
+        images[0].mode,
+        (cols * width + (cols + 1) * padding, rows * height + (rows + 1) * padding),
+        128 if images[0].mode == "L" else (128, 128, 128),
+    )
+    for index, image in enumerate(images[: rows * cols]):
+        row, col = divmod(index, cols)
+        grid.paste(image, (padding + col * (width + padding), padding + row * (height + padding)))
+    return grid
 
 
-def save_grid(images: list[Image.Image], rows: int, cols: int, path: str) -> Image.Image:
+def save_grid(images: list[Image.Image], rows: int, cols: int, path: str, padding: int = 2) -> Image.Image:
     """Tile `rows * cols` images row by row into one picture and save it."""
-    grid = image_grid(images, rows, cols)
+    grid = image_grid(images, rows, cols, padding)
     grid.save(path)
     return grid
 

@@ -104,7 +104,7 @@ def test_digits_builtin_unconditional_when_asked(tmp_path):
     with pytest.raises(ValueError, match="unconditional"):
         pipe(class_labels=[1], num_inference_steps=2)
     with Image.open(output_dir / "grid.png") as grid:
-        assert grid.size == (5 * 64, 5 * 64)  # 5x5 grid, 8 px images shown 8x larger
+        assert grid.size == (5 * 64 + 6 * 2, 5 * 64 + 6 * 2)  # 5x5 grid of 8 px images shown 8x larger, 2 px apart
 
 
 def test_two_processes_make_one_run_with_one_schedule(tmp_path):
