@@ -468,7 +468,8 @@ def save_final_outputs(args, pipeline, num_classes, device, losses_path, train_s
     pipeline.save_pretrained(output_dir)
     with open(losses_path) as f:
         losses = [json.loads(line)["loss"] for line in f]
-    save_loss_curve(losses, os.path.join(output_dir, "loss_curve.png"), title="Training loss (noise-matching MSE)")
+    title = f"Training loss (MSE on the {pipeline.scheduler.config.prediction_type} target)"
+    save_loss_curve(losses, os.path.join(output_dir, "loss_curve.png"), title=title)
     rows, cols = grid_shape(num_classes)
     samples, frames = sample_for_figures(args, pipeline, num_classes, device, num_frames=40)
     upscale = max(1, 64 // args.resolution)

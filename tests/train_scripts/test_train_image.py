@@ -157,7 +157,7 @@ def test_config_file_sets_flags_and_the_command_line_wins(tmp_path):
 def expect_refusal(tmp_path, argv, message):
     output_dir = tmp_path / "run"
     with pytest.raises(ValueError, match=message):
-        train_image.main(train_image.parse_args([*argv, "--output_dir", str(output_dir), *TINY]))
+        train_image.main(train_image.parse_args(["--output_dir", str(output_dir), *TINY, *argv]))
     assert not output_dir.exists()
 
 
