@@ -150,13 +150,14 @@ def main(args):
         weight_decay=args.adam_weight_decay,
         eps=args.adam_epsilon,
     )
+    # Not passed to accelerator.prepare: stepped by hand once per optimizer step, whatever the number of processes.
     lr_scheduler = get_scheduler(
         args.lr_scheduler,
         optimizer=optimizer,
-        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=args.max_train_steps * accelerator.num_processes,
+        num_warmup_steps=args.lr_warmup_steps,
+        num_training_steps=args.max_train_steps,
     )
-    model, optimizer, dataloader, lr_scheduler = accelerator.prepare(model, optimizer, dataloader, lr_scheduler)
+    model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
     ema_model = None
     if args.use_ema:
         ema_model = EMAModel(model.parameters(), decay=args.ema_max_decay, use_ema_warmup=True)
