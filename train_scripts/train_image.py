@@ -395,25 +395,18 @@ def main(args):
                 save_checkpoint(accelerator, checkpoints_dir, global_step, args.checkpoints_total_limit)
             if global_step >= max_train_steps:
                 break
-        if accelerator.is_main_process and (
-            (epoch + 1) % args.save_images_epochs == 0 or global_step >= max_train_steps
-        ):
-            pipeline = build_pipeline(accelerator, model, ema_model, noise_scheduler, class_names)
-            samples = sample_for_figures(args, pipeline, num_classes, accelerator.device)[0]
-            os.makedirs(os.path.join(args.output_dir, "samples"), exist_ok=True)
-            rows, cols = grid_shape(num_classes)
-            save_grid(
-                tensor_to_pil(samples), rows, cols, os.path.join(args.output_dir, "samples", f"epoch_{epoch:04d}.png")
-            )
         if global_step >= max_train_steps:
-            break
+            break  # the last epoch's samples come from save_final_outputs
+        if accelerator.is_main_process and (epoch + 1) % args.save_images_epochs == 0:
+            pipeline = build_pipeline(accelerator, model, ema_model, noise_scheduler, class_names)
+            save_epoch_grid(args, sample_for_figures(args, pipeline, num_classes)[0], num_classes, epoch)
     train_seconds = time.time() - start_time
     progress.close()
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         pipeline = build_pipeline(accelerator, model, ema_model, noise_scheduler, class_names)
-        save_final_outputs(args, pipeline, num_classes, accelerator.device, losses_path, train_seconds, images_seen)
+        save_final_outputs(args, pipeline, num_classes, num_epochs - 1, losses_path, train_seconds, images_seen)
         if args.push_to_hub:
             pipeline.push_to_hub(args.hub_model_id, token=args.hub_token)
     accelerator.end_training()
@@ -438,7 +431,14 @@ def grid_shape(num_classes):
     return (5, 5) if num_classes is None else (min(num_classes, 10), 5)
 
 
-def sample_for_figures(args, pipeline, num_classes, device, num_frames: int = 0):
+def save_epoch_grid(args, samples, num_classes, epoch):
+    """The grid of `samples` at their own size, as samples/epoch_NNNN.png."""
+    os.makedirs(os.path.join(args.output_dir, "samples"), exist_ok=True)
+    rows, cols = grid_shape(num_classes)
+    save_grid(tensor_to_pil(samples), rows, cols, os.path.join(args.output_dir, "samples", f"epoch_{epoch:04d}.png"))
+
+
+def sample_for_figures(args, pipeline, num_classes, num_frames: int = 0):
     """The grid's samples (N, C, H, W in [-1, 1]) from a fixed seed, and `num_frames` snapshots of x_t for a GIF."""
     rows, cols = grid_shape(num_classes)
     class_labels = None if num_classes is None else [row for row in range(rows) for _ in range(cols)]
@@ -463,7 +463,7 @@ def sample_for_figures(args, pipeline, num_classes, device, num_frames: int = 0)
     return images * 2 - 1, frames
 
 
-def save_final_outputs(args, pipeline, num_classes, device, losses_path, train_seconds, images_seen):
+def save_final_outputs(args, pipeline, num_classes, last_epoch, losses_path, train_seconds, images_seen):
     output_dir = args.output_dir
     pipeline.save_pretrained(output_dir)
     with open(losses_path) as f:
@@ -471,7 +471,8 @@ def save_final_outputs(args, pipeline, num_classes, device, losses_path, train_s
     title = f"Training loss (MSE on the {pipeline.scheduler.config.prediction_type} target)"
     save_loss_curve(losses, os.path.join(output_dir, "loss_curve.png"), title=title)
     rows, cols = grid_shape(num_classes)
-    samples, frames = sample_for_figures(args, pipeline, num_classes, device, num_frames=40)
+    samples, frames = sample_for_figures(args, pipeline, num_classes, num_frames=40)
+    save_epoch_grid(args, samples, num_classes, last_epoch)
     upscale = max(1, 64 // args.resolution)
     save_grid(tensor_to_pil(samples, upscale), rows, cols, os.path.join(output_dir, "grid.png"))
     gif_frames = [image_grid(tensor_to_pil(frame, upscale), rows, cols) for frame in frames]

@@ -75,6 +75,8 @@ def test_image_folder_rgb_with_class_names(tmp_path):
     images = pipe(class_labels=["dog", "cat"], num_inference_steps=5, output_type="np").images
     assert images.shape == (2, 8, 8, 3) and 0 <= images.min() and images.max() <= 1
     assert sorted(os.listdir(output_dir / "checkpoints")) == ["checkpoint-2", "checkpoint-4"]
+    # 12 images in batches of 4: 4 steps end in epoch 1, whose grid the final sampling writes
+    assert os.listdir(output_dir / "samples") == ["epoch_0001.png"]
     assert (output_dir / "unet" / "diffusion_pytorch_model.safetensors").exists()
 
 
