@@ -3,6 +3,11 @@
 This file imports only torch, numpy, PIL and diffusers so that it can travel next to a saved model.
 """
 
+import inspect
+import json
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -10,10 +15,29 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers import DiffusionPipeline
+from diffusers.configuration_utils import ConfigMixin
 from diffusers.utils import BaseOutput
+from diffusers.utils.hub_utils import load_or_create_model_card, populate_model_card
 from diffusers.utils.torch_utils import randn_tensor
+from huggingface_hub import ModelCard, create_repo, snapshot_download, upload_folder
 
 OUTPUT_TYPES = ("pil", "np", "pt")
+COMPONENT_NAMES = ("unet", "scheduler")
+# What DDPMCFGPipeline.from_pretrained fetches from the Hub: configs, the model card and safetensors weights, never the
+# source copies (those run only on the plain-diffusers route, with trust_remote_code=True).
+HUB_DATA_PATTERNS = ["model_index.json", "README.md", "*/*.json", "*/*.safetensors"]
+
+
+def _imported_class(class_name: str) -> type | None:
+    """The class called `class_name` among the imported subclasses of ConfigMixin, skipping the copies that diffusers
+    loads from model folders (modules named diffusers_modules.*)."""
+    stack = [ConfigMixin]
+    while stack:
+        candidate = stack.pop()
+        if candidate.__name__ == class_name and not candidate.__module__.startswith("diffusers_modules"):
+            return candidate
+        stack.extend(candidate.__subclasses__())
+    return None
 
 
 @dataclass
@@ -48,6 +72,145 @@ class DDPMCFGPipeline(DiffusionPipeline):
         self.register_modules(unet=unet, scheduler=scheduler)
         id2label = {int(key): str(value) for key, value in id2label.items()} if id2label else None
         self.register_to_config(id2label=id2label)
+
+    @classmethod
+    def load_config(cls, *args, **kwargs):
+        """
+        Reads model_index.json for `from_pretrained` called on this class. Entries that name a source copy saved in
+        the folder (for plain diffusers) are pointed at the classes this Python process has imported instead, so this
+        route never runs code from the folder.
+        """
+        loaded = super().load_config(*args, **kwargs)
+        config = loaded[0] if isinstance(loaded, tuple) else loaded
+        if isinstance(config.get("_class_name"), (list, tuple)):
+            config["_class_name"] = config["_class_name"][1]
+        for name in COMPONENT_NAMES:
+            library, class_name = config.get(name, (None, None))
+            if library is None or "." in library or library in ("diffusers", "transformers"):
+                continue
+            local_class = _imported_class(class_name)
+            if local_class is None:
+                raise ValueError(
+                    f"The {name} of this pipeline is {class_name} from the source copy {name}/{library}.py in the "
+                    f"folder, and no class of that name is imported here. Install and import ddpm_hf (which defines "
+                    f"it), or load with DiffusionPipeline.from_pretrained(path, trust_remote_code=True) to run the "
+                    f"copy in the folder."
+                )
+            config[name] = [local_class.__module__, class_name]
+        return loaded
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
+        """
+        Loads a folder or Hub repository saved by `save_pretrained`, with this class and the scheduler class that
+        this process has imported (for the ddpm_hf scheduler: `import ddpm_hf`). From the Hub it fetches only configs,
+        weights and the model card. Keyword arguments are those of `DiffusionPipeline.from_pretrained`.
+        """
+        path = str(pretrained_model_name_or_path)
+        if not os.path.isdir(path):
+            hub_keys = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "token")
+            hub_kwargs = {key: kwargs.pop(key) for key in hub_keys if key in kwargs}
+            path = snapshot_download(path, allow_patterns=HUB_DATA_PATTERNS, **hub_kwargs)
+        return super().from_pretrained(path, **kwargs)
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        push_to_hub: bool = False,
+        **kwargs,
+    ):
+        """
+        Saves the pipeline in diffusers' layout (model_index.json, unet/, scheduler/, safetensors weights) plus copies
+        of this file and of the scheduler's source in diffusers' custom-pipeline layout, so that plain diffusers loads
+        the folder with `DiffusionPipeline.from_pretrained(path, trust_remote_code=True)`.
+
+        Args:
+            save_directory (`str` or `os.PathLike`): The folder to write.
+            safe_serialization (`bool`, defaults to `True`): Must stay `True`: weights are saved as safetensors only.
+            variant (`str`, *optional*): Weights variant, as in diffusers.
+            push_to_hub (`bool`, defaults to `False`): Also upload the folder; `repo_id` (defaults to the folder's
+                name), `token`, `private`, `commit_message` and `create_pr` are read from the keyword arguments.
+        """
+        if not safe_serialization:
+            raise ValueError("safe_serialization=False is not supported: this pipeline saves safetensors only.")
+        super().save_pretrained(save_directory, safe_serialization=True, variant=variant)
+        index_path = os.path.join(save_directory, "model_index.json")
+        with open(index_path) as f:
+            model_index = json.load(f)
+        model_index.pop("_name_or_path", None)  # a local path of the machine that saved it; not part of the model
+        module_name = self._copy_source(type(self), save_directory)
+        model_index["_class_name"] = [module_name, type(self).__name__]
+        for name in COMPONENT_NAMES:
+            component = getattr(self, name)
+            if type(component).__module__.split(".")[0] not in ("diffusers", "transformers"):
+                module_name = self._copy_source(type(component), os.path.join(save_directory, name))
+                model_index[name] = [module_name, type(component).__name__]
+        with open(index_path, "w") as f:
+            json.dump(model_index, f, indent=2, sort_keys=True)
+            f.write("\n")
+        if push_to_hub:
+            repo_id = kwargs.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))
+            token = kwargs.pop("token", None)
+            repo_id = create_repo(repo_id, private=kwargs.pop("private", None), token=token, exist_ok=True).repo_id
+            upload_folder(
+                repo_id=repo_id,
+                folder_path=save_directory,
+                token=token,
+                commit_message=kwargs.pop("commit_message", None) or f"Upload {type(self).__name__}",
+                create_pr=kwargs.pop("create_pr", False),
+            )
+
+    @staticmethod
+    def _copy_source(component_class: type, folder: str) -> str:
+        """Copies the file that defines `component_class` into `folder`; returns its module name (file stem)."""
+        source_file = inspect.getsourcefile(component_class)
+        target = os.path.join(folder, os.path.basename(source_file))
+        if os.path.abspath(source_file) != os.path.abspath(target):
+            shutil.copyfile(source_file, target)
+        return os.path.splitext(os.path.basename(source_file))[0]
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        create_pr: bool = False,
+        model_card: str | ModelCard | None = None,
+    ):
+        """
+        Uploads the folder `save_pretrained` writes (weights, configs, source copies) and a model card as README.md.
+
+        Args:
+            repo_id (`str`): The Hub repository, created if missing.
+            commit_message (`str`, *optional*): Defaults to "Upload DDPMCFGPipeline".
+            private (`bool`, *optional*): Visibility of a newly created repository.
+            token (`str`, *optional*): Hub token; defaults to the stored login.
+            create_pr (`bool`, defaults to `False`): Open a pull request instead of committing to main.
+            model_card (`str` or `ModelCard`, *optional*): The card. Defaults to the README.md of the local folder this
+                pipeline was loaded from, else diffusers' generic card.
+        """
+        repo_id = create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        if model_card is None:
+            loaded_from = os.path.join(str(self.config.get("_name_or_path") or ""), "README.md")
+            if os.path.isfile(loaded_from):
+                model_card = ModelCard.load(loaded_from)
+            else:
+                model_card = populate_model_card(load_or_create_model_card(repo_id, token=token))
+        if isinstance(model_card, str):
+            model_card = ModelCard(model_card)
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder)
+            model_card.save(os.path.join(folder, "README.md"))
+            return upload_folder(
+                repo_id=repo_id,
+                folder_path=folder,
+                token=token,
+                commit_message=commit_message or f"Upload {type(self).__name__}",
+                create_pr=create_pr,
+            )
 
     @property
     def num_classes(self) -> int | None:

@@ -35,6 +35,7 @@ from ddpm_hf.data import (
     load_image_dataset,
     preprocess_image,
 )
+from ddpm_hf.hub import make_model_card, push_run_folder
 from ddpm_hf.models import check_resolution
 from ddpm_hf.training import (
     TrainingRNG,
@@ -133,6 +134,8 @@ def build_parser():
     parser.add_argument("--push_to_hub", action="store_true", help="Upload the final pipeline to the Hub.")
     parser.add_argument("--hub_model_id", type=str, default=None, help="Hub repository for --push_to_hub.")
     parser.add_argument("--hub_token", type=str, default=None, help="Hub token (default: the logged-in one).")
+    parser.add_argument("--hub_private_repo", action="store_true", help="Create the Hub repository as private.")
+    parser.add_argument("--hub_license", type=str, default="apache-2.0", help="License id written in the model card.")
     return parser
 
 
@@ -406,9 +409,18 @@ def main(args):
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         pipeline = build_pipeline(accelerator, model, ema_model, noise_scheduler, class_names)
-        save_final_outputs(args, pipeline, num_classes, num_epochs - 1, losses_path, train_seconds, images_seen)
+        save_final_outputs(
+            args,
+            pipeline,
+            num_classes,
+            num_epochs - 1,
+            losses_path,
+            train_seconds,
+            images_seen,
+            accelerator.mixed_precision,
+        )
         if args.push_to_hub:
-            pipeline.push_to_hub(args.hub_model_id, token=args.hub_token)
+            push_run_folder(args.output_dir, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo)
     accelerator.end_training()
 
 
@@ -463,7 +475,9 @@ def sample_for_figures(args, pipeline, num_classes, num_frames: int = 0):
     return images * 2 - 1, frames
 
 
-def save_final_outputs(args, pipeline, num_classes, last_epoch, losses_path, train_seconds, images_seen):
+def save_final_outputs(
+    args, pipeline, num_classes, last_epoch, losses_path, train_seconds, images_seen, mixed_precision
+):
     output_dir = args.output_dir
     pipeline.save_pretrained(output_dir)
     with open(losses_path) as f:
@@ -486,10 +500,45 @@ def save_final_outputs(args, pipeline, num_classes, last_epoch, losses_path, tra
         "class_names": list(pipeline.id2label.values()) if num_classes else None,
         "guidance_scale": args.guidance_scale,
         "seed": args.seed,
+        "mixed_precision": mixed_precision,
     }
     with open(os.path.join(output_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
+    write_model_card(args, metrics)
     logger.info(f"wrote {output_dir}: final loss {metrics['final_loss']:.4f}, {metrics['images_per_second']} images/s")
+
+
+def write_model_card(args, metrics):
+    """README.md of the output folder: what the model is, how it was trained, its figures and how to load it."""
+    source = args.dataset_name or args.train_data_dir
+    is_hub_dataset = args.dataset_name not in (None, "digits") and not os.path.exists(args.dataset_name)
+    dataset = "scikit-learn's bundled 8x8 digits" if source == "digits" else f"`{source}`"
+    training = {
+        "resolution": args.resolution,
+        "model preset": args.model_preset,
+        "condition dropped with probability": args.cond_drop_prob if metrics["num_classes"] else "-",
+        "guidance scale": args.guidance_scale,
+        "training steps": metrics["steps"],
+        "batch size": args.train_batch_size * args.gradient_accumulation_steps,
+        "learning rate": args.learning_rate,
+        "EMA weights": args.use_ema,
+        "mixed precision": metrics["mixed_precision"],
+        "seed": args.seed,
+    }
+    measured = {
+        "final training loss (mean of last 100 steps)": f"{metrics['final_loss']:.4f}",
+        "training time": f"{metrics['train_seconds']} s",
+    }
+    card = make_model_card(
+        args.output_dir,
+        repo_id=args.hub_model_id or args.output_dir,
+        dataset=dataset,
+        training=training,
+        metrics=measured,
+        license=args.hub_license,
+        hub_dataset_id=args.dataset_name if is_hub_dataset else None,
+    )
+    card.save(os.path.join(args.output_dir, "README.md"))
 
 
 if __name__ == "__main__":

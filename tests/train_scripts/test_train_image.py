@@ -25,16 +25,19 @@ TINY = [
     "--max_train_steps", "4", "--checkpointing_steps", "2", "--checkpoints_total_limit", "3",
     "--save_images_epochs", "1000", "--lr_warmup_steps", "1", "--learning_rate", "1e-3", "--logger", "none",
 ]  # fmt: skip
-RUN_FILES = {"model_index.json", "unet", "scheduler", "loss_curve.png", "grid.png", "denoising.gif", "metrics.json"}
+RUN_FILES = {
+    "model_index.json", "pipeline_ddpm_cfg.py", "unet", "scheduler", "README.md", "loss_curve.png", "grid.png",
+    "denoising.gif", "metrics.json",
+}  # fmt: skip
 
 
-def accelerate_launch(args, num_processes=1):
+def accelerate_launch(args, num_processes=1, extra_env=None):
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu",
         "--num_cpu_threads_per_process", "1", str(SCRIPT), *args,
     ]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(extra_env or {})}
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
 
 
@@ -230,3 +233,23 @@ def test_npz_source_keeps_label_names(tmp_path):
     assert example["pixel_values"].shape == (1, 8, 8) and example["class_labels"] == 1
     expected = torch.from_numpy(images[3].astype(np.float32) / 127.5 - 1)
     torch.testing.assert_close(example["pixel_values"][0], expected)
+
+
+def test_push_to_hub_uploads_the_run_with_its_card(tmp_path, fake_hub_server):
+    output_dir = tmp_path / "run"
+    hub_flags = ["--push_to_hub", "--hub_model_id", "me/digits-tiny", "--hub_private_repo", "--hub_license", "mit"]
+    result = accelerate_launch(
+        ["--dataset_name", "digits", "--output_dir", str(output_dir), *TINY, *hub_flags], extra_env=fake_hub_server.env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert fake_hub_server.created == [{"name": "digits-tiny", "organization": "me", "visibility": "private"}]
+    (commit,) = fake_hub_server.commits
+    uploaded = set(commit["files"])
+    assert {"model_index.json", "pipeline_ddpm_cfg.py", "scheduler/scheduling_ddpm_ext.py", "README.md"} <= uploaded
+    assert "unet/diffusion_pytorch_model.safetensors" in uploaded and "grid.png" in uploaded
+    assert not any(name.startswith(("checkpoints/", "logs/", "samples/")) for name in uploaded)
+    for name, data in commit["files"].items():
+        assert (output_dir / name).read_bytes() == data
+    card = commit["files"]["README.md"].decode()
+    assert "license: mit" in card and "scikit-learn's bundled 8x8 digits" in card
+    assert 'DDPMCFGPipeline.from_pretrained("me/digits-tiny")' in card and "| training steps | 4 |" in card

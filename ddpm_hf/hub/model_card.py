@@ -1,0 +1,152 @@
+"""The model card (README.md) of a saved DDPMCFGPipeline folder: Hub metadata, training settings, metrics, samples, and
+how to load it with and without ddpm_hf."""
+
+import json
+import os
+
+from huggingface_hub import ModelCard, ModelCardData
+
+CARD_TEMPLATE = """---
+{card_data}
+---
+
+# {title}
+
+A denoising diffusion probabilistic model (DDPM) trained with ddpm-hf on {dataset}. {conditioning}
+
+{grid}
+## How it was trained
+
+| setting | value |
+| --- | --- |
+{settings}
+
+{metrics}
+## Use it
+
+With the `ddpm_hf` package installed:
+
+```python
+import torch
+from ddpm_hf import DDPMCFGPipeline
+
+pipe = DDPMCFGPipeline.from_pretrained("{repo_id}")
+images = pipe({call_args}generator=torch.manual_seed(0)).images
+images[0].save("sample.png")
+```
+
+With plain diffusers only: the folder carries the pipeline's and scheduler's source files, which diffusers runs when
+you pass `trust_remote_code=True` (read `pipeline_ddpm_cfg.py` and `scheduler/` first). Same seed, same images.
+
+```python
+import torch
+from diffusers import DiffusionPipeline
+
+pipe = DiffusionPipeline.from_pretrained("{repo_id}", trust_remote_code=True)
+images = pipe({call_args}generator=torch.manual_seed(0)).images
+```
+
+{guidance_note}For faster sampling, swap the scheduler{mean_note}:
+
+```python
+from diffusers import DPMSolverMultistepScheduler
+
+pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+images = pipe({call_args}num_inference_steps=20, generator=torch.manual_seed(0)).images
+```
+"""
+
+
+def _read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def make_model_card(
+    folder: str,
+    repo_id: str,
+    dataset: str,
+    training: dict,
+    metrics: dict | None = None,
+    license: str = "apache-2.0",
+    hub_dataset_id: str | None = None,
+) -> ModelCard:
+    """
+    Builds the card of the pipeline saved in `folder` from its configs and the run's settings.
+
+    Args:
+        folder (`str`): A folder written by `DDPMCFGPipeline.save_pretrained`.
+        repo_id (`str`): What the usage snippets load: the Hub id, or a local path.
+        dataset (`str`): What it was trained on, in words.
+        training (`dict`): Settings shown in the training table (name -> value), in order.
+        metrics (`dict`, *optional*): Measured figures (name -> value), shown as a table.
+        license (`str`, defaults to `"apache-2.0"`): The Hub license id.
+        hub_dataset_id (`str`, *optional*): The training set's Hub id, for the card's `datasets` metadata.
+
+    Returns:
+        `huggingface_hub.ModelCard`: the card; `card.save(os.path.join(folder, "README.md"))` writes it.
+    """
+    model_index = _read_json(os.path.join(folder, "model_index.json"))
+    unet_config = _read_json(os.path.join(folder, "unet", "config.json"))
+    scheduler_config = _read_json(os.path.join(folder, "scheduler", "scheduler_config.json"))
+    id2label = model_index.get("id2label") or {}
+    conditional = unet_config.get("num_class_embeds") is not None
+    tags = ["diffusers", "ddpm", "ddpm-hf", "pytorch"]
+    tags += ["class-conditional", "classifier-free-guidance"] if conditional else ["unconditional"]
+    card_data = ModelCardData(
+        library_name="diffusers",
+        license=license,
+        tags=tags,
+        pipeline_tag="unconditional-image-generation",
+        datasets=[hub_dataset_id] if hub_dataset_id else None,
+    )
+    size = unet_config["sample_size"]
+    channels = "greyscale" if unet_config["in_channels"] == 1 else "RGB"
+    if conditional:
+        names = list(id2label.values())
+        conditioning = (
+            f"It generates {size}x{size} {channels} images of {len(names)} classes ({', '.join(names[:20])}"
+            f"{', ...' if len(names) > 20 else ''}) with classifier-free guidance."
+        )
+        first_class = json.dumps(names[0]) if names else "0"
+        call_args = f"class_labels=[{first_class}] * 4, guidance_scale={training.get('guidance scale', 3.0)}, "
+        guidance_note = (
+            "`guidance_scale` s mixes the passes as eps_uncond + s * (eps_cond - eps_uncond); the course notation's "
+            "omega is s - 1, and s = 1 turns guidance off. "
+        )
+    else:
+        conditioning = f"It generates {size}x{size} {channels} images."
+        call_args = "batch_size=4, "
+        guidance_note = ""
+    schedule = {
+        "num_train_timesteps": scheduler_config["num_train_timesteps"],
+        "beta_schedule": scheduler_config["beta_schedule"],
+        "betas": f"{scheduler_config['beta_start']}..{scheduler_config['beta_end']}",
+        "prediction_type": scheduler_config["prediction_type"],
+    }
+    rows = {**schedule, **training}
+    settings = "\n".join(f"| {name} | {value} |" for name, value in rows.items())
+    metrics_table = ""
+    if metrics:
+        lines = "\n".join(f"| {name} | {value} |" for name, value in metrics.items())
+        metrics_table = f"## Measured\n\n| metric | value |\n| --- | --- |\n{lines}\n"
+    grid = "![Samples](grid.png)\n" if os.path.isfile(os.path.join(folder, "grid.png")) else ""
+    mean_note = (
+        " (not for this model: it predicts the posterior mean, which only its own ExtendedDDPMScheduler can step)"
+        if scheduler_config["prediction_type"] == "mean"
+        else ""
+    )
+    text = CARD_TEMPLATE.format(
+        card_data=card_data.to_yaml(),
+        title=f"DDPM: {os.path.basename(repo_id.rstrip('/'))}",
+        dataset=dataset,
+        conditioning=conditioning,
+        grid=grid,
+        settings=settings,
+        metrics=metrics_table,
+        repo_id=repo_id,
+        call_args=call_args,
+        guidance_note=guidance_note,
+        mean_note=mean_note,
+    )
+    return ModelCard(text)

@@ -1,0 +1,82 @@
+"""The model card: Hub metadata that parses, the run's settings and figures, and usage snippets that really run."""
+
+import os
+import re
+import subprocess
+import sys
+
+import torch
+from huggingface_hub import ModelCard
+
+from ddpm_hf import DDPMCFGPipeline, ExtendedDDPMScheduler, make_unet
+from ddpm_hf.hub import make_model_card
+
+T = 40  # the card suggests 20 DPM-Solver steps
+
+
+def saved_pipeline(folder, num_classes=3, prediction_type="epsilon"):
+    torch.manual_seed(0)
+    unet = make_unet("tiny", 8, 3, num_classes)
+    scheduler = ExtendedDDPMScheduler(num_train_timesteps=T, beta_schedule="quad", prediction_type=prediction_type)
+    names = {0: "cat", 1: "dog", 2: "wild"} if num_classes else None
+    DDPMCFGPipeline(unet=unet, scheduler=scheduler, id2label=names).save_pretrained(folder)
+    return folder
+
+
+def python_blocks(text):
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def test_metadata_settings_and_metrics_of_a_conditional_model(tmp_path):
+    folder = saved_pipeline(tmp_path / "run")
+    (folder / "grid.png").write_bytes(b"")
+    card = make_model_card(
+        str(folder),
+        repo_id="me/ddpm-afhq",
+        dataset="`huggan/AFHQv2`",
+        training={"training steps": 1234, "guidance scale": 2.0},
+        metrics={"FID": 12.5},
+        license="mit",
+        hub_dataset_id="huggan/AFHQv2",
+    )
+    card.save(folder / "README.md")
+    loaded = ModelCard.load(folder / "README.md")
+    assert loaded.data.library_name == "diffusers" and loaded.data.license == "mit"
+    assert loaded.data.pipeline_tag == "unconditional-image-generation"
+    assert loaded.data.datasets == ["huggan/AFHQv2"]
+    assert {"ddpm", "class-conditional", "classifier-free-guidance"} <= set(loaded.data.tags)
+    text = loaded.text
+    assert "3 classes (cat, dog, wild)" in text and "8x8 RGB" in text
+    for row in ("| num_train_timesteps | 40 |", "| beta_schedule | scaled_linear |", "| prediction_type | epsilon |",
+                "| training steps | 1234 |", "| FID | 12.5 |"):  # fmt: skip
+        assert row in text
+    assert "![Samples](grid.png)" in text
+    assert "omega is s - 1" in text
+    assert 'class_labels=["cat"] * 4, guidance_scale=2.0' in text
+    assert all('from_pretrained("me/ddpm-afhq"' in block for block in python_blocks(text)[:2])
+
+
+def test_unconditional_mean_model_card_says_what_applies(tmp_path):
+    folder = saved_pipeline(tmp_path / "run", num_classes=None, prediction_type="mean")
+    card = make_model_card(str(folder), repo_id="me/x", dataset="digits", training={})
+    assert "unconditional" in card.data.tags and card.data.datasets is None
+    assert "class_labels" not in card.text and "batch_size=4" in card.text
+    assert "omega" not in card.text and "Samples" not in card.text
+    assert "only its own ExtendedDDPMScheduler can step" in card.text
+
+
+def test_usage_snippets_run_as_written_on_both_routes(tmp_path):
+    folder = saved_pipeline(tmp_path / "run")
+    card = make_model_card(str(folder), repo_id="me/ddpm-afhq", dataset="x", training={"guidance scale": 3.0})
+    with_ddpm_hf, plain_diffusers, faster = (block.replace("me/ddpm-afhq", str(folder)) for block in python_blocks(
+        card.text))  # fmt: skip
+    check = "\nassert len(images) == 4 and images[0].size == (8, 8)\n"
+    blocked = 'import sys\nsys.modules["ddpm_hf"] = None\nsys.modules["pipelines"] = None\n'
+    scripts = [with_ddpm_hf + check, blocked + plain_diffusers + check + faster + check]
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    for script in scripts:
+        result = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "sample.png").exists()  # the first snippet saves one
