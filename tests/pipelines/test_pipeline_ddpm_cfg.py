@@ -154,3 +154,69 @@ def test_bad_input(kwargs, message):
     pipe = tiny_pipeline()
     with pytest.raises(ValueError, match=message):
         pipe(**{"num_inference_steps": 2, **kwargs})
+
+
+def two_pass_reference(pipe, scheduler, class_ids, guidance_scale, num_steps, seed):
+    """The usual hand-written CFG loop: the U-Net called twice per step, then the scheduler's step."""
+    gen = generator(seed)
+    config = pipe.unet.config
+    sample = (
+        torch.randn((len(class_ids), config.in_channels, config.sample_size, config.sample_size), generator=gen)
+        * scheduler.init_noise_sigma
+    )
+    scheduler.set_timesteps(num_steps)
+    conditional_ids, null_ids = torch.tensor(class_ids), torch.full((len(class_ids),), pipe.num_classes)
+    with torch.no_grad():
+        for timestep in scheduler.timesteps:
+            model_input = scheduler.scale_model_input(sample, timestep)
+            conditional = pipe.unet(model_input, timestep, class_labels=conditional_ids).sample
+            unconditional = pipe.unet(model_input, timestep, class_labels=null_ids).sample
+            guided = unconditional + guidance_scale * (conditional - unconditional)
+            sample = scheduler.step(guided, timestep, sample, generator=gen).prev_sample
+    return (sample / 2 + 0.5).clamp(0, 1)
+
+
+@pytest.mark.parametrize("sampler, num_steps", [("ddpm", T), ("ddim", 6), ("dpm_solver++", 5)])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "x0", "v_prediction"])
+def test_every_sampler_and_prediction_type_matches_the_two_pass_loop(sampler, num_steps, prediction_type):
+    from ddpm_hf.schedulers import make_sampler
+
+    pipe = tiny_pipeline(prediction_type=prediction_type)
+    pipe.scheduler = make_sampler(sampler, pipe.scheduler.config)
+    images = pipe(class_labels=[0, 2], guidance_scale=2.0, num_inference_steps=num_steps, generator=generator(3),
+                  output_type="pt").images  # fmt: skip
+    reference_scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    expected = two_pass_reference(pipe, reference_scheduler, [0, 2], 2.0, num_steps, seed=3)
+    torch.testing.assert_close(images, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_mean_prediction_refuses_other_samplers_but_samples_with_its_own():
+    from diffusers import DDIMScheduler
+
+    from ddpm_hf.schedulers import make_sampler
+
+    pipe = tiny_pipeline(prediction_type="mean")
+    assert pipe(class_labels=[1], num_inference_steps=T, output_type="np").images.shape == (1, 8, 8, 1)
+    with pytest.raises(ValueError, match="posterior mean.*'ddpm' sampler"):
+        make_sampler("ddim", pipe.scheduler.config)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    with pytest.raises(ValueError, match="posterior mean.*ExtendedDDPMScheduler"):
+        pipe(class_labels=[1], num_inference_steps=5)
+
+
+def test_unknown_sampler_lists_the_known_ones():
+    from ddpm_hf.schedulers import default_num_steps, make_sampler
+
+    with pytest.raises(ValueError, match=r"Unknown sampler 'euler'; choose from \['ddpm', 'ddim', 'dpm_solver\+\+'\]"):
+        make_sampler("euler", tiny_pipeline().scheduler.config)
+    assert [default_num_steps(name, 400) for name in ("ddpm", "ddim", "dpm_solver++")] == [400, 50, 20]
+    assert default_num_steps("ddim", 30) == 30
+
+
+def test_ddim_sampler_does_not_clip_x0():
+    # DDIM re-derives epsilon from a clipped x0, which ruins guided samples (measured in docs/PIPELINE.md)
+    from ddpm_hf.schedulers import make_sampler
+
+    scheduler = make_sampler("ddim", tiny_pipeline().scheduler.config)
+    assert scheduler.config.clip_sample is False
+    assert tiny_pipeline().scheduler.config.clip_sample is True  # the training scheduler keeps diffusers' default
