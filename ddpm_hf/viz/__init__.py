@@ -1,4 +1,4 @@
-from .images import image_grid, save_denoising_gif, save_grid, tensor_to_pil
+from .images import image_grid, save_denoising_gif, save_grid, square_grid, tensor_to_pil
 from .loss_curve import save_loss_curve
 from .points_2d import save_forward_process_figure, save_samples_figure, save_trajectory_gif
 
@@ -10,5 +10,6 @@ __all__ = [
     "save_loss_curve",
     "save_samples_figure",
     "save_trajectory_gif",
+    "square_grid",
     "tensor_to_pil",
 ]

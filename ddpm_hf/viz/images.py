@@ -1,5 +1,7 @@
 """Image grids and denoising animations from pipeline outputs."""
 
+import math
+
 import numpy as np
 from PIL import Image
 
@@ -21,13 +23,25 @@ def image_grid(images: list[Image.Image], rows: int, cols: int, padding: int = 2
     """Tile the first `rows * cols` equally sized images row by row, `padding` grey pixels apart."""
     if len(images) < rows * cols:
         raise ValueError(f"A {rows}x{cols} grid needs {rows * cols} images, got {len(images)}.")
+    return _tile(images[: rows * cols], rows, cols, padding)
+
+
+def square_grid(images: list[Image.Image], padding: int = 2) -> Image.Image:
+    """Tile any number of equally sized images in ceil(sqrt(N)) columns; empty cells stay grey."""
+    if not images:
+        raise ValueError("square_grid needs at least one image.")
+    cols = math.ceil(math.sqrt(len(images)))
+    return _tile(images, math.ceil(len(images) / cols), cols, padding)
+
+
+def _tile(images: list[Image.Image], rows: int, cols: int, padding: int) -> Image.Image:
     width, height = images[0].size
     grid = Image.new(
         images[0].mode,
         (cols * width + (cols + 1) * padding, rows * height + (rows + 1) * padding),
         128 if images[0].mode == "L" else (128, 128, 128),
     )
-    for index, image in enumerate(images[: rows * cols]):
+    for index, image in enumerate(images):
         row, col = divmod(index, cols)
         grid.paste(image, (padding + col * (width + padding), padding + row * (height + padding)))
     return grid

@@ -29,3 +29,17 @@ def test_gif_has_every_frame(tmp_path):
     save_denoising_gif(frames, tmp_path / "a.gif")
     with Image.open(tmp_path / "a.gif") as gif:
         assert gif.n_frames == 3
+
+
+@pytest.mark.parametrize("count, rows, cols", [(1, 1, 1), (2, 1, 2), (5, 2, 3), (9, 3, 3), (10, 3, 4), (16, 4, 4)])
+def test_square_grid_places_every_image_and_leaves_the_rest_grey(count, rows, cols):
+    from ddpm_hf.viz import square_grid
+
+    images = [Image.new("L", (3, 2), 10 * (index + 1)) for index in range(count)]
+    grid = square_grid(images, padding=1)
+    assert grid.size == (cols * 3 + cols + 1, rows * 2 + rows + 1)
+    pixels = np.asarray(grid)
+    for index in range(rows * cols):
+        row, col = divmod(index, cols)
+        cell = pixels[1 + row * 3 : 1 + row * 3 + 2, 1 + col * 4 : 1 + col * 4 + 3]
+        assert (cell == (10 * (index + 1) if index < count else 128)).all()
