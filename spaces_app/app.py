@@ -113,8 +113,8 @@ def build_demo(pipe: DDPMCFGPipeline, title: str = "ddpm-hf") -> gr.Blocks:
         grid = square_grid(tensor_to_pil(images * 2 - 1, upscale))
         gif_path = os.path.join(tempfile.mkdtemp(prefix="ddpm_hf_space_"), "denoising.gif")
         save_denoising_gif(frames, gif_path)
-        what = f"{class_name} " if class_name else ""
-        summary = f"{num_images} {what}image(s), {sampler} {num_steps} steps, guidance {guidance_scale:g}, seed {seed}"
+        what = f"image(s) of class {class_name}" if class_name else "image(s)"
+        summary = f"{num_images} {what}, {sampler} {num_steps} steps, guidance {guidance_scale:g}, seed {seed}"
         return grid, gif_path, f"{summary}: {seconds:.2f} s"
 
     with gr.Blocks(title=title) as demo:
@@ -141,8 +141,8 @@ def build_demo(pipe: DDPMCFGPipeline, title: str = "ddpm-hf") -> gr.Blocks:
                     random_seed = gr.Checkbox(value=False, label="Random seed")
                 button = gr.Button("Generate", variant="primary")
             with gr.Column():
-                grid = gr.Image(label="Samples", type="pil", format="png", elem_id="samples")
-                animation = gr.Image(label="Denoising", type="filepath", elem_id="denoising")
+                grid = gr.Image(label="Samples", type="pil", format="png", height=360, elem_id="samples")
+                animation = gr.Image(label="Denoising", type="filepath", height=360, elem_id="denoising")
                 timing = gr.Textbox(label="Time", elem_id="timing")
         sampler.change(
             lambda name: gr.update(value=min(default_num_steps(SAMPLERS[name], num_train_timesteps), max_steps)),

@@ -67,7 +67,7 @@ def test_api_returns_a_grid_an_animation_and_the_time(served):
     assert pixels.std() > 10  # an image, not a blank
     with Image.open(gif_path) as gif:
         assert gif.n_frames == 10 and gif.size == (518, 518)
-    assert timing.startswith("4 one image(s), DDIM 10 steps, guidance 3, seed 7: ") and timing.endswith(" s")
+    assert timing.startswith("4 image(s) of class one, DDIM 10 steps, guidance 3, seed 7: ") and timing.endswith(" s")
     again_path, _, _ = generate(served, "one", 3.0, 4, "DDIM", 10, 7, False)
     assert np.array_equal(np.asarray(Image.open(again_path)), pixels)  # same seed, same images
     other_path, _, _ = generate(served, "one", 3.0, 4, "DDIM", 10, 8, False)
@@ -113,7 +113,7 @@ def test_bad_input_is_refused_with_a_clear_message_and_the_app_keeps_serving(ser
     with pytest.raises(gradio_client.exceptions.AppError, match=message):
         generate(served, *args)
     _, _, timing = generate(served, "one", 3.0, 1, "DDIM", 2, 0, False)
-    assert "1 one image(s)" in timing
+    assert "1 image(s) of class one" in timing
 
 
 def test_twenty_concurrent_clients_all_get_their_images(served):
@@ -198,7 +198,7 @@ def test_a_real_browser_click_shows_the_generated_image(served, tmp_path):
         # the default request: 9 images of 8x8 at 32x in a 3x3 grid with 2 px padding
         assert size == [3 * 256 + 4 * 2, 3 * 256 + 4 * 2]
         timing = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#timing textarea").get_attribute("value"))
-        assert "9 zero image(s), DPM-Solver++ 20 steps" in timing
+        assert "9 image(s) of class zero, DPM-Solver++ 20 steps" in timing
         screenshot = tmp_path / "app.png"
         driver.save_screenshot(str(screenshot))
         with Image.open(screenshot) as picture:
