@@ -62,6 +62,13 @@ class DDPM2DPipeline(DiffusionPipeline):
                 f"{type(self.scheduler).__name__} cannot step; sample it with ExtendedDDPMScheduler."
             )
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """`DiffusionPipeline.from_pretrained`, reading weights from safetensors only unless `use_safetensors=False`
+        is passed: a folder holding only pickled (.bin) weights is refused, never unpickled."""
+        kwargs.setdefault("use_safetensors", True)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
     @torch.no_grad()
     def __call__(
         self,

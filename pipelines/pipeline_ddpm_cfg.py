@@ -104,8 +104,11 @@ class DDPMCFGPipeline(DiffusionPipeline):
         """
         Loads a folder or Hub repository saved by `save_pretrained`, with this class and the scheduler class that
         this process has imported (for the ddpm_hf scheduler: `import ddpm_hf`). From the Hub it fetches only configs,
-        weights and the model card. Keyword arguments are those of `DiffusionPipeline.from_pretrained`.
+        weights and the model card. Weights are read from safetensors only unless `use_safetensors=False` is passed.
+        Keyword arguments are those of `DiffusionPipeline.from_pretrained`.
         """
+        # Weights come from safetensors only: a folder holding only pickled (.bin) weights is refused, never unpickled.
+        kwargs.setdefault("use_safetensors", True)
         path = str(pretrained_model_name_or_path)
         if not os.path.isdir(path):
             hub_keys = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "token")
@@ -233,9 +236,13 @@ class DDPMCFGPipeline(DiffusionPipeline):
             raise ValueError(
                 "This model is unconditional (its U-Net has no class embedding); call it without class_labels."
             )
-        values = class_labels.tolist() if isinstance(class_labels, torch.Tensor) else class_labels
-        if isinstance(values, (int, str)):
+        values = class_labels.tolist() if isinstance(class_labels, (torch.Tensor, np.ndarray)) else class_labels
+        if isinstance(values, (int, str, np.integer)) and not isinstance(values, bool):
             values = [values] * batch_size
+        if not isinstance(values, (list, tuple)):
+            raise ValueError(
+                f"class_labels must be a class id, a class name, or a list or tensor of them; got {class_labels!r}."
+            )
         values = list(values)
         if len(values) != batch_size:
             raise ValueError(f"Got {len(values)} class_labels for batch_size {batch_size}; give one or {batch_size}.")
@@ -259,14 +266,22 @@ class DDPMCFGPipeline(DiffusionPipeline):
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
         num_train_timesteps = self.scheduler.config.num_train_timesteps
-        if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= num_train_timesteps:
+        if (
+            not isinstance(num_inference_steps, int)
+            or isinstance(num_inference_steps, bool)
+            or not 1 <= num_inference_steps <= num_train_timesteps
+        ):
             raise ValueError(
                 f"num_inference_steps must be an integer in 1..{num_train_timesteps} (the scheduler's "
                 f"num_train_timesteps), got {num_inference_steps!r}."
             )
-        if not isinstance(guidance_scale, (int, float)) or not guidance_scale >= 0:
-            raise ValueError(f"guidance_scale must be a number >= 0, got {guidance_scale!r}.")
-        if output_type not in OUTPUT_TYPES:
+        if (
+            not isinstance(guidance_scale, (int, float))
+            or isinstance(guidance_scale, bool)
+            or not 0 <= guidance_scale < float("inf")
+        ):
+            raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale!r}.")
+        if not isinstance(output_type, str) or output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {list(OUTPUT_TYPES)}, got {output_type!r}.")
         if self.scheduler.config.get("prediction_type") == "mean" and not hasattr(
             self.scheduler, "get_x0_and_epsilon"
@@ -316,7 +331,7 @@ class DDPMCFGPipeline(DiffusionPipeline):
             ```
         """
         if batch_size is None:
-            is_sequence = isinstance(class_labels, (list, tuple, torch.Tensor))
+            is_sequence = isinstance(class_labels, (list, tuple)) or getattr(class_labels, "ndim", 0) >= 1
             batch_size = len(class_labels) if is_sequence else 1
         if num_inference_steps is None:
             num_inference_steps = self.scheduler.config.num_train_timesteps

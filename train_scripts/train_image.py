@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 
 from ddpm_hf import BETA_SCHEDULES, PREDICTION_TYPES, UNET_PRESETS, DDPMCFGPipeline, ExtendedDDPMScheduler, make_unet
 from ddpm_hf.data import (
-    channel_mode,
     class_names_of,
+    dataset_mode,
     decode_image,
     find_image_column,
     find_label_column,
@@ -41,6 +41,7 @@ from ddpm_hf.training import (
     TrainingRNG,
     check_output_dir,
     diffusion_loss,
+    list_checkpoints,
     load_config_file,
     resolve_checkpoint,
     save_checkpoint,
@@ -83,6 +84,11 @@ def build_parser():
         "--center_crop", action=argparse.BooleanOptionalAction, default=True, help="Centre (else random) crop."
     )
     parser.add_argument("--random_flip", action="store_true", help="Flip images left-right at random.")
+    parser.add_argument(
+        "--skip_bad_images",
+        action="store_true",
+        help="Decode every image before training and skip unreadable ones (with a count); default: stop at the first.",
+    )
     parser.add_argument("--dataloader_num_workers", type=int, default=0, help="DataLoader worker processes.")
     # model and diffusion
     parser.add_argument("--model_preset", type=str, default="small", help=f"U-Net size, one of {list(UNET_PRESETS)}.")
@@ -186,8 +192,38 @@ def check_args(args):
     check_resolution(args.model_preset, args.resolution)
     if args.resume_from_checkpoint is None:
         check_output_dir(args.output_dir, args.overwrite_output_dir)
+    else:
+        check_same_run(args)
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/ddpm-digits).")
+
+
+MODE_SAMPLE = 64  # greyscale training only if these first images are all greyscale
+# Settings that make a run what it is: resuming a folder whose run differs in any of them is refused.
+RUN_IDENTITY_KEYS = (
+    "dataset_name", "dataset_config_name", "train_data_dir", "image_column", "label_column", "condition",
+    "resolution", "model_preset", "num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "prediction_type",
+)  # fmt: skip
+
+
+def run_identity(args):
+    return {key: getattr(args, key) for key in RUN_IDENTITY_KEYS}
+
+
+def check_same_run(args):
+    """Refuse to resume into an output_dir whose run_config.json records a different run."""
+    path = os.path.join(args.output_dir, "run_config.json")
+    if not os.path.isfile(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    different = {key: (saved.get(key), value) for key, value in run_identity(args).items() if saved.get(key) != value}
+    if different:
+        changes = ", ".join(f"{key}: {old!r} there, {new!r} now" for key, (old, new) in different.items())
+        raise ValueError(
+            f"{args.output_dir} holds a different run ({changes}); resume with its settings, or train into another "
+            "output_dir."
+        )
 
 
 def prepare_dataset(args):
@@ -214,7 +250,12 @@ def prepare_dataset(args):
             )
     if isinstance(dataset.features[image_column], datasets.Image):
         dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
-    mode = channel_mode(decode_image(dataset[0][image_column], f"image 0 of column {image_column!r}"))
+    if args.skip_bad_images:
+        dataset = drop_unreadable_images(dataset, image_column)
+    first_images = dataset.select(range(min(MODE_SAMPLE, len(dataset))))[image_column]
+    mode = dataset_mode(
+        decode_image(value, f"image {i} of column {image_column!r}") for i, value in enumerate(first_images)
+    )
 
     def transform(batch):
         pixel_values = []
@@ -230,6 +271,29 @@ def prepare_dataset(args):
     return dataset, mode, class_names
 
 
+def drop_unreadable_images(dataset, image_column):
+    """--skip_bad_images: decode every image once and drop those that fail, saying how many and which."""
+
+    def readable(value):
+        try:
+            decode_image(value)
+            return True
+        except ValueError:
+            return False
+
+    keep = [readable(value) for value in dataset[image_column]]
+    bad = [index for index, ok in enumerate(keep) if not ok]
+    if bad:
+        names = [(dataset[index][image_column] or {}).get("path") or f"#{index}" for index in bad[:10]]
+        logging.getLogger(__name__).warning(
+            f"--skip_bad_images: skipped {len(bad)} unreadable image(s) of {len(dataset)}, e.g. {names}"
+        )
+        dataset = dataset.select([index for index, ok in enumerate(keep) if ok])
+    if len(dataset) == 0:
+        raise ValueError("--skip_bad_images: no readable image is left in the dataset.")
+    return dataset
+
+
 def collate(examples):
     batch = {"pixel_values": torch.stack([example["pixel_values"] for example in examples])}
     if "class_labels" in examples[0]:
@@ -242,6 +306,7 @@ def main(args):
     dataset, mode, class_names = prepare_dataset(args)
     num_classes = len(class_names) if class_names else None
     channels = 1 if mode == "L" else 3
+    set_seed(args.seed)  # the initial weights too come from --seed
     model = make_unet(args.model_preset, args.resolution, channels, num_classes)
     noise_scheduler = ExtendedDDPMScheduler(
         num_train_timesteps=args.num_train_timesteps,
@@ -266,6 +331,8 @@ def main(args):
         if args.overwrite_output_dir and args.resume_from_checkpoint is None and os.path.isdir(args.output_dir):
             shutil.rmtree(args.output_dir)
         os.makedirs(args.output_dir, exist_ok=True)
+        with open(os.path.join(args.output_dir, "run_config.json"), "w") as f:
+            json.dump(run_identity(args), f, indent=2)
     accelerator.wait_for_everyone()
     set_seed(args.seed)
 
@@ -365,11 +432,9 @@ def main(args):
                 model_kwargs["class_labels"] = torch.where(drop, null_class, batch["class_labels"])
             with accelerator.accumulate(model):
                 loss = diffusion_loss(model, noise_scheduler, clean_images, training_rng.generator, **model_kwargs)
-                if not torch.isfinite(loss):
-                    raise RuntimeError(
-                        f"Loss became {loss.item()} at step {global_step}; "
-                        "lower --learning_rate, or use bf16 instead of fp16."
-                    )
+                # gathered, so that every process stops at the same step, before the bad loss updates the weights
+                if not torch.isfinite(accelerator.gather(loss.detach())).all():
+                    raise RuntimeError(non_finite_loss_message(args, loss.item(), global_step + 1, checkpoints_dir))
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -422,6 +487,16 @@ def main(args):
         if args.push_to_hub:
             push_run_folder(args.output_dir, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo)
     accelerator.end_training()
+
+
+def non_finite_loss_message(args, value, step, checkpoints_dir):
+    kept = [os.path.basename(path) for _, path in list_checkpoints(checkpoints_dir)]
+    return (
+        f"Loss became {value} at step {step}; training stopped before that loss updated the weights. Checkpoints "
+        f"kept in {checkpoints_dir}: {kept or 'none yet'}. Usual causes: a learning rate too high (--learning_rate "
+        f"{args.learning_rate:g}; try 3-10x lower, or more --lr_warmup_steps) and fp16 overflow (--mixed_precision "
+        f"{args.mixed_precision}; use bf16 or no). Change them, then --resume_from_checkpoint latest or start anew."
+    )
 
 
 def build_pipeline(accelerator, model, ema_model, noise_scheduler, class_names):

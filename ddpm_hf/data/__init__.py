@@ -1,6 +1,6 @@
 from .images import BUILTIN_DATASETS, class_names_of, find_image_column, find_label_column, load_image_dataset
 from .toy2d import TOY2D_DATASETS, check_toy2d_name, sample_toy2d, toy2d_normalisation
-from .transforms import channel_mode, decode_image, preprocess_image
+from .transforms import channel_mode, dataset_mode, decode_image, preprocess_image
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -8,6 +8,7 @@ __all__ = [
     "channel_mode",
     "check_toy2d_name",
     "class_names_of",
+    "dataset_mode",
     "decode_image",
     "find_image_column",
     "find_label_column",

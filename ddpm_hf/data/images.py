@@ -75,6 +75,13 @@ def _local_folder_dataset(folder, split):
         files = sorted(glob.glob(os.path.join(folder, "**", f"*.{extension}"), recursive=True))
         if files:
             return datasets.load_dataset(builder, data_files={split: files}, split=split)
+    image_extensions = set(Image.registered_extensions())
+    if not any(
+        os.path.splitext(name)[1].lower() in image_extensions for _, _, names in os.walk(folder) for name in names
+    ):
+        raise ValueError(
+            f"{folder} holds no images (png, jpg, ...), parquet or arrow files, and no save_to_disk dataset."
+        )
     return datasets.load_dataset("imagefolder", data_dir=folder, split=split)
 
 

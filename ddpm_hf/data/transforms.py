@@ -14,6 +14,11 @@ def channel_mode(image: Image.Image) -> str:
     return "L" if image.mode in GREYSCALE_MODES else "RGB"
 
 
+def dataset_mode(images) -> str:
+    """`"L"` when every image given is greyscale, else `"RGB"`: a mixed dataset trains in colour, never loses it."""
+    return "L" if all(channel_mode(image) == "L" for image in images) else "RGB"
+
+
 def decode_image(value, description: str = "image") -> Image.Image:
     """
     Decode a dataset cell (a PIL image, or `{"bytes", "path"}` as `datasets.Image(decode=False)` gives) into a loaded

@@ -3,6 +3,7 @@ and download through a fake Hub at the HTTP boundary."""
 
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -212,3 +213,27 @@ def test_save_pretrained_with_push_to_hub_uploads_what_it_wrote(fake_hub, tmp_pa
     assert uploaded["summary"] == "first" and set(uploaded["files"]) == PIPELINE_FILES
     for name, data in uploaded["files"].items():
         assert (tmp_path / "run" / name).read_bytes() == data
+
+
+class _RunsCodeWhenUnpickled:
+    """A pickle payload that would create a marker file if anything unpickled it."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('unpickled')",))
+
+
+def replace_weights_with_a_pickle(folder, component):
+    (folder / component / "diffusion_pytorch_model.safetensors").unlink()
+    with open(folder / component / "diffusion_pytorch_model.bin", "wb") as f:
+        pickle.dump(_RunsCodeWhenUnpickled(folder / "MARKER"), f)
+
+
+def test_pickled_weights_are_refused_not_unpickled(tmp_path):
+    tiny_pipeline().save_pretrained(tmp_path)
+    replace_weights_with_a_pickle(tmp_path, "unet")
+    with pytest.raises(OSError, match="safetensors"):
+        DDPMCFGPipeline.from_pretrained(tmp_path)
+    assert not (tmp_path / "MARKER").exists()

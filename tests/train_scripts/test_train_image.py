@@ -253,3 +253,57 @@ def test_push_to_hub_uploads_the_run_with_its_card(tmp_path, fake_hub_server):
     card = commit["files"]["README.md"].decode()
     assert "license: mit" in card and "scikit-learn's bundled 8x8 digits" in card
     assert 'DDPMCFGPipeline.from_pretrained("me/digits-tiny")' in card and "| training steps | 4 |" in card
+
+
+def test_skip_bad_images_drops_them_with_a_count(tmp_path, caplog):
+    data = make_image_folder(tmp_path / "data")
+    (data / "cat" / "3.png").write_bytes(b"not an image")
+    truncated = (data / "dog" / "4.png").read_bytes()
+    (data / "dog" / "4.png").write_bytes(truncated[: len(truncated) // 2])
+    output_dir = tmp_path / "run"
+    args = train_image.parse_args(
+        ["--train_data_dir", str(data), "--output_dir", str(output_dir), *TINY, "--skip_bad_images"]
+    )
+    dataset, _, class_names = train_image.prepare_dataset(args)
+    assert len(dataset) == 10 and class_names == ["cat", "dog"]
+    assert "skipped 2 unreadable image(s) of 12" in caplog.text and "3.png" in caplog.text and "4.png" in caplog.text
+    train_image.main(args)
+    assert json.loads((output_dir / "metrics.json").read_text())["steps"] == 4
+
+
+def test_without_skipping_a_bad_image_met_in_training_is_named(tmp_path):
+    data = make_image_folder(tmp_path / "data", per_class=40)
+    # dog/9.png sorts last (80th): beyond the first 64 images read before training, met during the first epoch
+    (data / "dog" / "9.png").write_bytes(b"not an image")
+    output_dir = tmp_path / "run"
+    args = train_image.parse_args(
+        ["--train_data_dir", str(data), "--output_dir", str(output_dir), *TINY, "--max_train_steps", "20"]
+    )
+    with pytest.raises(ValueError, match=r"Cannot read image in column 'image' .*dog/9\.png"):
+        train_image.main(args)
+    assert (output_dir / "losses.jsonl").exists() or (output_dir / "checkpoints").exists()  # training had begun
+
+
+def test_mixed_modes_and_sizes_train_in_colour(tmp_path):
+    data = make_image_folder(tmp_path / "data", mode="L", size=(9, 14))
+    Image.new("RGBA", (20, 11), (255, 0, 0, 128)).save(data / "cat" / "rgba.png")
+    Image.new("RGB", (8, 8), (0, 0, 255)).convert("P").save(data / "dog" / "palette.png")
+    args = train_image.parse_args(["--train_data_dir", str(data), "--output_dir", str(tmp_path / "run"), *TINY])
+    dataset, mode, _ = train_image.prepare_dataset(args)
+    assert mode == "RGB"
+    assert {tuple(dataset[index]["pixel_values"].shape) for index in range(len(dataset))} == {(3, 8, 8)}
+
+
+def test_a_folder_holding_another_run_is_never_overwritten_silently(tmp_path):
+    output_dir = tmp_path / "run"
+    common = ["--dataset_name", "digits", *TINY, "--output_dir", str(output_dir)]
+    train_image.main(train_image.parse_args(common))
+    weights = (output_dir / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="already holds files.*--overwrite_output_dir"):
+        train_image.parse_args(common)
+    with pytest.raises(ValueError, match=r"holds a different run \(resolution: 8 there, 16 now, model_preset"):
+        train_image.parse_args([*common, "--resolution", "16", "--model_preset", "small", "--resume_from_checkpoint",
+                                "latest"])  # fmt: skip
+    assert (output_dir / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == weights
+    train_image.main(train_image.parse_args([*common, "--overwrite_output_dir", "--max_train_steps", "2"]))
+    assert json.loads((output_dir / "metrics.json").read_text())["steps"] == 2

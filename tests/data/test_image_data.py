@@ -1,0 +1,84 @@
+"""Bad and awkward image data: unreadable and truncated files, mixed modes, odd sizes, empty folders."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ddpm_hf.data import channel_mode, dataset_mode, decode_image, load_image_dataset, preprocess_image
+from ddpm_hf.data.transforms import to_mode
+
+
+def png_bytes(image):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def noisy(mode, size=(12, 10), seed=0):
+    rng = np.random.default_rng(seed)
+    channels = {"L": 1, "RGB": 3, "RGBA": 4}[mode]
+    shape = (size[1], size[0]) if channels == 1 else (size[1], size[0], channels)
+    return Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode=mode)
+
+
+def test_truncated_file_is_named(tmp_path):
+    data = png_bytes(noisy("RGB", (64, 64)))
+    path = tmp_path / "cut.png"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"Cannot read image .*cut\.png: .*truncated"):
+        decode_image({"path": str(path), "bytes": None})
+
+
+def test_garbage_bytes_are_refused_without_a_path():
+    with pytest.raises(ValueError, match=r"Cannot read image \(in-memory bytes\)"):
+        decode_image({"path": None, "bytes": b"\x89PNG not really"})
+
+
+@pytest.mark.parametrize(
+    "make, expected_mode, expected_pixel",
+    [
+        (lambda: Image.new("L", (4, 4), 200), "L", [200]),
+        (lambda: Image.new("RGB", (4, 4), (10, 20, 30)), "RGB", [10, 20, 30]),
+        (lambda: Image.new("RGBA", (4, 4), (10, 20, 30, 0)), "RGB", [255, 255, 255]),  # transparent: on white
+        (lambda: Image.new("RGBA", (4, 4), (10, 20, 30, 255)), "RGB", [10, 20, 30]),
+        (lambda: Image.new("LA", (4, 4), (100, 255)), "L", [100]),
+        (lambda: Image.new("RGB", (4, 4), (0, 0, 255)).convert("P"), "RGB", [0, 0, 255]),
+        (lambda: Image.fromarray(np.full((4, 4), 65535, dtype=np.uint16)), "L", [255]),  # 16-bit: rescaled
+        (lambda: Image.new("1", (4, 4), 1), "L", [255]),
+    ],
+)
+def test_every_mode_converts_to_one_or_three_channels(make, expected_mode, expected_pixel):
+    image = make()
+    converted = to_mode(image, channel_mode(image))
+    assert converted.mode == expected_mode
+    assert np.atleast_1d(np.asarray(converted)[0, 0]).tolist() == expected_pixel
+
+
+def test_a_mixed_dataset_trains_in_colour():
+    assert dataset_mode([noisy("L"), noisy("L")]) == "L"
+    assert dataset_mode([noisy("L"), noisy("RGBA"), noisy("L")]) == "RGB"
+    grey_as_rgb = preprocess_image(Image.new("L", (8, 8), 255), 8, "RGB")
+    assert grey_as_rgb.shape == (3, 8, 8) and torch.all(grey_as_rgb == 1)
+
+
+@pytest.mark.parametrize("size", [(8, 8), (3, 5), (40, 9), (100, 300)])
+def test_any_size_becomes_the_training_resolution(size):
+    tensor = preprocess_image(noisy("RGB", size), 8, "RGB")
+    assert tensor.shape == (3, 8, 8) and tensor.dtype == torch.float32
+    assert -1 <= tensor.min() and tensor.max() <= 1
+
+
+def test_an_empty_folder_is_refused_by_name(tmp_path):
+    (tmp_path / "empty" / "cats").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    with pytest.raises(ValueError, match=r"empty holds no images"):
+        load_image_dataset(train_data_dir=str(tmp_path / "empty"))
+
+
+def test_an_empty_image_file_is_refused(tmp_path):
+    np.savez(tmp_path / "none.npz", images=np.zeros((0, 8, 8), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"none\.npz' \(split 'train'\) holds no examples"):
+        load_image_dataset(str(tmp_path / "none.npz"))
