@@ -1,3 +1,5 @@
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -63,6 +65,20 @@ def test_save_and_load_give_the_same_samples(tmp_path, prediction_type):
     assert loaded.scheduler.config.prediction_type == prediction_type
     expected = pipe(batch_size=6, generator=generator(), num_inference_steps=7)[0]
     np.testing.assert_array_equal(loaded(batch_size=6, generator=generator(), num_inference_steps=7)[0], expected)
+
+
+def test_pickled_weights_are_refused_not_unpickled(tmp_path):
+    class RunsCodeWhenUnpickled:
+        def __reduce__(self):
+            return (exec, (f"open({str(tmp_path / 'MARKER')!r}, 'w').write('unpickled')",))
+
+    tiny_pipeline().save_pretrained(tmp_path)
+    (tmp_path / "model" / "diffusion_pytorch_model.safetensors").unlink()
+    with open(tmp_path / "model" / "diffusion_pytorch_model.bin", "wb") as f:
+        pickle.dump(RunsCodeWhenUnpickled(), f)
+    with pytest.raises(OSError, match="safetensors"):
+        DDPM2DPipeline.from_pretrained(tmp_path)
+    assert not (tmp_path / "MARKER").exists()
 
 
 # ---------- exact model of a Gaussian: the sampler must reproduce the data distribution ----------
