@@ -1,4 +1,5 @@
 from .images import BUILTIN_DATASETS, class_names_of, find_image_column, find_label_column, load_image_dataset
+from .tensors import load_image_tensors
 from .toy2d import TOY2D_DATASETS, check_toy2d_name, sample_toy2d, toy2d_normalisation
 from .transforms import channel_mode, dataset_mode, decode_image, preprocess_image
 
@@ -13,6 +14,7 @@ __all__ = [
     "find_image_column",
     "find_label_column",
     "load_image_dataset",
+    "load_image_tensors",
     "preprocess_image",
     "sample_toy2d",
     "toy2d_normalisation",

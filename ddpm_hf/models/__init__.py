@@ -1,4 +1,5 @@
+from .classifier import ImageClassifier
 from .mlp_2d import MLP2DModel, MLP2DOutput
 from .unet_presets import UNET_PRESETS, check_resolution, make_unet
 
-__all__ = ["MLP2DModel", "MLP2DOutput", "UNET_PRESETS", "check_resolution", "make_unet"]
+__all__ = ["ImageClassifier", "MLP2DModel", "MLP2DOutput", "UNET_PRESETS", "check_resolution", "make_unet"]

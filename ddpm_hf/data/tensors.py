@@ -1,0 +1,40 @@
+"""A whole image dataset as tensors, for the scripts that need all of it at once (classifier training, evaluation)."""
+
+import torch
+
+from .images import class_names_of, find_image_column, find_label_column, load_image_dataset
+from .transforms import dataset_mode, decode_image, preprocess_image
+
+
+def load_image_tensors(
+    dataset_name: str | None = None,
+    train_data_dir: str | None = None,
+    resolution: int = 32,
+    mode: str | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    split: str = "train",
+    dataset_config_name: str | None = None,
+):
+    """
+    Load a dataset (any source `load_image_dataset` takes) as images (N, C, H, W) in [-1, 1], resized and
+    centre-cropped to `resolution`, and labels (N,) when it has a label column.
+
+    Args:
+        mode (`str`, *optional*): `"L"` or `"RGB"`; by default from the images (`dataset_mode` of the first 64).
+
+    Returns:
+        `(images, labels or None, class_names or None)`
+    """
+    if mode not in (None, "L", "RGB"):
+        raise ValueError(f"mode must be 'L', 'RGB' or None, got {mode!r}.")
+    dataset = load_image_dataset(dataset_name, dataset_config_name, train_data_dir, split=split)
+    image_column = find_image_column(dataset, image_column)
+    label_column = find_label_column(dataset, label_column)
+    decoded = [decode_image(value, f"image {index}") for index, value in enumerate(dataset[image_column])]
+    mode = mode or dataset_mode(decoded[:64])
+    images = torch.stack([preprocess_image(image, resolution, mode) for image in decoded])
+    if label_column is None:
+        return images, None, None
+    class_names = class_names_of(dataset, label_column)
+    return images, torch.tensor(dataset[label_column], dtype=torch.long), class_names

@@ -1,0 +1,92 @@
+"""evaluate.py end to end on tiny local data: the floor, the sweep, the report files, and the reference cache."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ddpm_hf import DDPMCFGPipeline, ExtendedDDPMScheduler, make_unet
+from ddpm_hf.data import load_image_tensors
+from ddpm_hf.metrics import extract_features, frechet_distance
+from ddpm_hf.models import ImageClassifier
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "train_scripts"))
+import evaluate  # noqa: E402
+
+
+@pytest.fixture
+def setup(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20)
+    images = (rng.random((60, 8, 8)) * 80 + labels[:, None, None] * 80).astype(np.uint8)
+    np.savez(tmp_path / "data.npz", images=images, labels=labels, label_names=np.array(["dark", "mid", "light"]))
+    torch.manual_seed(0)
+    pipe = DDPMCFGPipeline(
+        unet=make_unet("tiny", 8, 1, 3), scheduler=ExtendedDDPMScheduler(num_train_timesteps=20),
+        id2label={0: "dark", 1: "mid", 2: "light"},
+    )  # fmt: skip
+    pipe.save_pretrained(tmp_path / "pipe")
+    classifier = ImageClassifier(in_channels=1, resolution=8, num_labels=3, block_channels=(8, 16), feature_dim=6)
+    classifier.save_pretrained(tmp_path / "judge")
+    return tmp_path
+
+
+def run(setup, *extra):
+    args = evaluate.parse_args(
+        [
+            "--pipeline",
+            str(setup / "pipe"),
+            "--dataset",
+            str(setup / "data.npz"),
+            "--feature_network",
+            str(setup / "judge"),
+            "--output_dir",
+            str(setup / "eval"),
+            "--cache_dir",
+            str(setup / "cache"),
+            "--guidance_scales",
+            "1",
+            "3",
+            "--sampler",
+            "ddim",
+            "--num_inference_steps",
+            "3",
+            *extra,
+        ]  # fmt: skip
+    )
+    return evaluate.main(args)
+
+
+def test_report_has_the_floor_and_one_row_per_guidance_scale(setup, capsys):
+    report = run(setup)
+    saved = json.loads((setup / "eval" / "eval.json").read_text())
+    assert saved["floor"] == report["floor"] and [r["omega"] for r in saved["results"]] == [0, 2]
+    assert all(r["num_samples"] == 30 and 0 <= r["accuracy"] <= 1 for r in saved["results"])
+    # the floor is the FID between the two real halves, recomputed here from the same split
+    images, _, _ = load_image_tensors(str(setup / "data.npz"), resolution=8, mode="L")
+    half_a, half_b = evaluate.split_halves(60, 0)
+    judge = ImageClassifier.from_pretrained(setup / "judge")
+    features_a, _ = extract_features(judge, (images[half_a] + 1) / 2)
+    features_b, _ = extract_features(judge, (images[half_b] + 1) / 2)
+    assert report["floor"]["fid"] == pytest.approx(frechet_distance(features_a, features_b), rel=1e-9)
+    for name in ("report.md", "guidance_sweep.png", "samples_s1.png", "samples_s3.png"):
+        assert (setup / "eval" / name).exists()
+    text = (setup / "eval" / "report.md").read_text()
+    assert "| real vs real (half B) |" in text and "| 2 |" in text
+    assert "features cached" not in capsys.readouterr().out
+    again = run(setup)
+    assert "features cached" in capsys.readouterr().out
+    assert again["floor"] == report["floor"] and again["results"][0]["fid"] == report["results"][0]["fid"]
+
+
+def test_bad_flags_are_refused(setup):
+    with pytest.raises(ValueError, match="not a saved classifier"):
+        evaluate.parse_args(
+            ["--pipeline", "p", "--dataset", "d", "--feature_network", str(setup), "--output_dir", "o"]
+        )
+    with pytest.raises(ValueError, match="guidance_scales must be >= 0"):
+        evaluate.parse_args(["--pipeline", "p", "--dataset", "d", "--feature_network", str(setup / "judge"),
+                             "--output_dir", "o", "--guidance_scales", "-1"])  # fmt: skip

@@ -1,0 +1,256 @@
+"""Evaluate a saved DDPMCFGPipeline against a dataset: FID, KID, IS and conditional accuracy over a guidance sweep.
+
+    python train_scripts/evaluate.py --pipeline outputs/digits --dataset digits \
+        --feature_network outputs/digits_classifier --output_dir outputs/digits_eval
+
+The dataset is split at random into two disjoint halves A and B. A is the reference; B, compared with A, gives the
+real-vs-real floor of every metric, printed beside it. For every guidance scale, as many images as B holds are
+generated with B's labels, and scored against A: FID and KID on the feature network's features, IS and conditional
+accuracy on its class predictions. Feature network: a classifier trained by train_classifier.py (offline), or the
+standard Inception-v3 with --inception (needs torch-fidelity; IS and accuracy still come from --feature_network).
+Writes OUT/eval.json, OUT/report.md, OUT/guidance_sweep.png and one grid per guidance scale (one row per class).
+Reference features are cached (--cache_dir).
+"""
+
+import argparse
+import json
+import os
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from ddpm_hf import DDPMCFGPipeline  # noqa: E402
+from ddpm_hf.data import load_image_tensors  # noqa: E402
+from ddpm_hf.metrics import (  # noqa: E402
+    cached_tensors,
+    extract_features,
+    file_fingerprint,
+    frechet_distance,
+    inception_feature_network,
+    inception_score,
+    kernel_distance,
+    single_label_accuracy,
+)
+from ddpm_hf.models import ImageClassifier  # noqa: E402
+from ddpm_hf.schedulers import SAMPLERS, default_num_steps, make_sampler  # noqa: E402
+from ddpm_hf.viz import image_grid, tensor_to_pil  # noqa: E402
+
+COURSE_OMEGAS = (0, 0.5, 1, 2, 3, 5)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="FID / KID / IS / accuracy of a saved DDPM pipeline.")
+    parser.add_argument("--pipeline", type=str, required=True, help="Folder (or Hub id) of a saved DDPMCFGPipeline.")
+    parser.add_argument("--dataset", type=str, required=True, help="'digits', a .npz, a local folder or a Hub id.")
+    parser.add_argument("--split", type=str, default="train", help="Split of the dataset to compare with.")
+    parser.add_argument("--feature_network", type=str, required=True, help="A classifier from train_classifier.py.")
+    parser.add_argument("--inception", action="store_true", help="FID/KID on Inception-v3 features instead.")
+    parser.add_argument("--inception_weights", type=str, default=None, help="Local Inception weights file.")
+    parser.add_argument(
+        "--guidance_scales",
+        type=float,
+        nargs="+",
+        default=[1 + omega for omega in COURSE_OMEGAS],
+        help="Guidance scales s (omega = s - 1); default: omega 0, 0.5, 1, 2, 3, 5.",
+    )
+    parser.add_argument("--sampler", type=str, default="ddpm", choices=list(SAMPLERS), help="Scheduler to use.")
+    parser.add_argument("--num_inference_steps", type=int, default=None, help="Default: the sampler's usual.")
+    parser.add_argument("--num_samples", type=int, default=None, help="Generated images per scale; default |B|.")
+    parser.add_argument("--batch_size", type=int, default=500, help="Images per pipeline call.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the split and of the samples.")
+    parser.add_argument("--cache_dir", type=str, default=None, help="Reference-feature cache (default ~/.cache).")
+    parser.add_argument("--output_dir", type=str, required=True, help="Where eval.json and the report go.")
+    args = parser.parse_args(argv)
+    if any(scale < 0 for scale in args.guidance_scales):
+        raise ValueError(f"--guidance_scales must be >= 0, got {args.guidance_scales}.")
+    if args.num_samples is not None and args.num_samples < 2:
+        raise ValueError(f"--num_samples must be >= 2, got {args.num_samples}.")
+    if not os.path.isfile(os.path.join(args.feature_network, "config.json")):
+        raise ValueError(f"--feature_network {args.feature_network!r} is not a saved classifier (no config.json).")
+    return args
+
+
+def split_halves(count: int, seed: int):
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    return order[: count // 2], order[count // 2 :]
+
+
+def generate(pipe, labels, count, guidance_scale, num_steps, batch_size, seed):
+    """`count` images in [0, 1] for the requested labels (unconditional when `labels` is None)."""
+    generator = torch.Generator().manual_seed(seed)
+    chunks = []
+    for first in range(0, count, batch_size):
+        chunk = None if labels is None else labels[first : first + batch_size]
+        chunks.append(
+            pipe(
+                class_labels=chunk,
+                batch_size=len(chunk) if chunk is not None else min(batch_size, count - first),
+                guidance_scale=guidance_scale,
+                num_inference_steps=num_steps,
+                generator=generator,
+                output_type="pt",
+            ).images.cpu()  # fmt: skip
+        )
+    return torch.cat(chunks)
+
+
+def main(args):
+    os.makedirs(args.output_dir, exist_ok=True)
+    pipe = DDPMCFGPipeline.from_pretrained(args.pipeline)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = make_sampler(args.sampler, pipe.scheduler.config)
+    num_steps = args.num_inference_steps or default_num_steps(args.sampler, pipe.scheduler.config.num_train_timesteps)
+    unet_config = pipe.unet.config
+    mode = "L" if unet_config.in_channels == 1 else "RGB"
+    classifier = ImageClassifier.from_pretrained(args.feature_network).eval()
+    weights = os.path.join(args.feature_network, "diffusion_pytorch_model.safetensors")
+    feature_network = inception_feature_network(args.inception_weights) if args.inception else classifier
+    network_id = "inception-v3-compat" if args.inception else file_fingerprint(weights)
+
+    images, labels, class_names = load_image_tensors(args.dataset, resolution=unet_config.sample_size, mode=mode)
+    images = (images + 1) / 2  # [0, 1], as the pipeline returns them
+    half_a, half_b = split_halves(len(images), args.seed)
+    key = {"dataset": args.dataset, "split": args.split, "resolution": unet_config.sample_size, "mode": mode,
+           "seed": args.seed, "count": len(images), "network": network_id}  # fmt: skip
+
+    def reference():
+        features_a, logits_a = extract_features(feature_network, images[half_a])
+        features_b, logits_b = extract_features(feature_network, images[half_b])
+        tensors = {"features_a": features_a, "features_b": features_b}
+        if logits_b is not None:
+            tensors["logits_b"] = logits_b
+        return tensors
+
+    cached, from_cache = cached_tensors(key, reference, args.cache_dir)
+    features_a, features_b = cached["features_a"], cached["features_b"]
+    _, judge_logits_b = extract_features(classifier, images[half_b])
+    floor = {
+        "fid": frechet_distance(features_a, features_b),
+        "kid": kernel_distance(features_a, features_b)[0],
+        "inception_score": inception_score(judge_logits_b)[0],
+        "accuracy": single_label_accuracy(judge_logits_b, labels[half_b]) if labels is not None else None,
+    }
+    cache_note = ", features cached" if from_cache else ""
+    print(
+        f"real-vs-real floor (A: {len(half_a)} vs B: {len(half_b)} images{cache_note}): "
+        f"FID {floor['fid']:.3f}, KID {floor['kid']:.5f}, IS {floor['inception_score']:.3f}",
+        flush=True,
+    )
+
+    conditional = pipe.num_classes is not None and labels is not None
+    num_samples = args.num_samples or len(half_b)
+    requested = labels[half_b][:num_samples] if conditional else None
+    if conditional and num_samples > len(half_b):
+        requested = labels[half_b].repeat(num_samples // len(half_b) + 1)[:num_samples]
+    results = []
+    scales = args.guidance_scales if conditional else [1.0]
+    for guidance_scale in scales:
+        start = time.time()
+        generated = generate(pipe, requested, num_samples, guidance_scale, num_steps, args.batch_size, args.seed + 1)
+        seconds = time.time() - start
+        features, _ = extract_features(feature_network, generated)
+        _, judge_logits = extract_features(classifier, generated)
+        kid_mean, kid_std = kernel_distance(features_a, features)
+        result = {
+            "guidance_scale": guidance_scale,
+            "omega": guidance_scale - 1,
+            "fid": frechet_distance(features_a, features),
+            "kid": kid_mean,
+            "kid_std": kid_std,
+            "inception_score": inception_score(judge_logits)[0],
+            "accuracy": single_label_accuracy(judge_logits, requested) if conditional else None,
+            "num_samples": len(generated),
+            "sample_seconds": round(seconds, 1),
+        }
+        results.append(result)
+        save_class_grid(generated, requested, class_names, guidance_scale, args.output_dir)
+        accuracy = f", accuracy {result['accuracy']:.4f}" if conditional else ""
+        print(f"s={guidance_scale:g} (omega={guidance_scale - 1:g}): FID {result['fid']:.3f}, KID {kid_mean:.5f}, "
+              f"IS {result['inception_score']:.3f}{accuracy} ({seconds:.0f} s)", flush=True)  # fmt: skip
+
+    report = {
+        "pipeline": args.pipeline,
+        "dataset": args.dataset,
+        "feature_network": "inception-v3" if args.inception else args.feature_network,
+        "judge": args.feature_network,
+        "sampler": args.sampler,
+        "num_inference_steps": num_steps,
+        "reference_images": len(half_a),
+        "floor": floor,
+        "results": results,
+    }
+    with open(os.path.join(args.output_dir, "eval.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    if conditional:
+        plot_sweep(results, floor, os.path.join(args.output_dir, "guidance_sweep.png"))
+    write_report(report, os.path.join(args.output_dir, "report.md"), conditional)
+    return report
+
+
+def save_class_grid(generated, requested, class_names, guidance_scale, output_dir, per_class=8):
+    """One row per class (up to 10 classes), `per_class` samples each; unconditional: 8x8 samples."""
+    upscale = max(1, 64 // generated.shape[-1])
+    if requested is None:
+        picked = generated[:64]
+        rows = len(picked) // 8
+        grid = image_grid(tensor_to_pil(picked[: rows * 8] * 2 - 1, upscale), rows, 8)
+    else:
+        rows = []
+        for class_id in range(min(len(class_names), 10)):
+            members = generated[requested == class_id][:per_class]
+            if len(members) == per_class:
+                rows.append(members)
+        grid = image_grid(tensor_to_pil(torch.cat(rows) * 2 - 1, upscale), len(rows), per_class)
+    grid.save(os.path.join(output_dir, f"samples_s{guidance_scale:g}.png"))
+
+
+def plot_sweep(results, floor, path):
+    figure, axis = plt.subplots(figsize=(5, 4))
+    fids, accuracies = [r["fid"] for r in results], [100 * r["accuracy"] for r in results]
+    axis.plot(fids, accuracies, "o-")
+    for result, fid, accuracy in zip(results, fids, accuracies):
+        axis.annotate(f"ω={result['omega']:g}", (fid, accuracy), textcoords="offset points", xytext=(5, -10))
+    axis.axvline(floor["fid"], color="grey", linestyle="--", label=f"real vs real FID {floor['fid']:.2f}")
+    axis.set_xlabel("FID (lower is better)")
+    axis.set_ylabel("conditional accuracy (%)")
+    axis.set_title("Guidance: quality / diversity trade-off")
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_report(report, path, conditional):
+    floor = report["floor"]
+    floor_accuracy = "" if floor["accuracy"] is None else f"{100 * floor['accuracy']:.1f}%"
+    lines = [
+        f"# Evaluation of `{report['pipeline']}` on `{report['dataset']}`",
+        "",
+        f"Sampler {report['sampler']}, {report['num_inference_steps']} steps; features: {report['feature_network']}; "
+        f"judge (IS, accuracy): {report['judge']}; reference: {report['reference_images']} real images (half A).",
+        "",
+        "| omega (s - 1) | FID | KID | IS | accuracy | samples | time |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        f"| real vs real (half B) | {floor['fid']:.3f} | {floor['kid']:.5f} | {floor['inception_score']:.3f} | "
+        f"{floor_accuracy} | | |",
+    ]
+    for r in report["results"]:
+        accuracy = f"{100 * r['accuracy']:.1f}%" if r["accuracy"] is not None else ""
+        lines.append(
+            f"| {r['omega']:g} | {r['fid']:.3f} | {r['kid']:.5f} | {r['inception_score']:.3f} | {accuracy} | "
+            f"{r['num_samples']} | {r['sample_seconds']} s |"
+        )
+    lines.append("")
+    if conditional:
+        lines += ["![guidance sweep](guidance_sweep.png)", ""]
+    lines += [f"![s = {r['guidance_scale']:g}](samples_s{r['guidance_scale']:g}.png)" for r in report["results"]]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main(parse_args())

@@ -1,0 +1,149 @@
+"""Train the project's image classifier: the judge of conditional samples and the feature network of offline FID.
+
+    accelerate launch train_scripts/train_classifier.py --dataset_name digits --resolution 8 \
+        --output_dir outputs/digits_classifier
+
+Holds out --validation_fraction of the data (stratified by class), trains a small CNN (`ImageClassifier`) with
+AdamW and light augmentation (random shifts), and writes to --output_dir the model (`config.json` and safetensors
+weights, loadable with `ImageClassifier.from_pretrained`) and `metrics.json` with the held-out accuracy.
+"""
+
+import argparse
+import json
+import math
+import os
+import time
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from ddpm_hf.data import load_image_tensors
+from ddpm_hf.models import ImageClassifier
+from ddpm_hf.training import check_output_dir
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description="Train an image classifier (judge and feature network).")
+    parser.add_argument("--dataset_name", type=str, default=None, help="'digits', a .npz, a folder or a Hub id.")
+    parser.add_argument("--dataset_config_name", type=str, default=None, help="Config name of a Hub dataset.")
+    parser.add_argument("--train_data_dir", type=str, default=None, help="A local image or dataset folder.")
+    parser.add_argument("--image_column", type=str, default=None, help="Image column (default: found).")
+    parser.add_argument("--label_column", type=str, default=None, help="Label column (default: found).")
+    parser.add_argument("--resolution", type=int, default=32, help="Images are resized and cropped to this side.")
+    parser.add_argument("--validation_fraction", type=float, default=0.2, help="Share held out for accuracy.")
+    parser.add_argument("--block_channels", type=int, nargs="+", default=[32, 64, 128], help="Width per level.")
+    parser.add_argument("--feature_dim", type=int, default=128, help="Size of the feature vector (FID features).")
+    parser.add_argument("--train_batch_size", type=int, default=128, help="Batch size.")
+    parser.add_argument("--num_epochs", type=int, default=30, help="Passes over the training part.")
+    parser.add_argument("--learning_rate", type=float, default=2e-3, help="AdamW learning rate (cosine decay).")
+    parser.add_argument("--weight_decay", type=float, default=1e-4, help="AdamW weight decay.")
+    parser.add_argument("--max_shift", type=int, default=1, help="Random shift augmentation, in pixels (0: none).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the split, the weights and the batches.")
+    parser.add_argument("--output_dir", type=str, required=True, help="Where the classifier is written.")
+    parser.add_argument("--overwrite_output_dir", action="store_true", help="Replace an existing output_dir.")
+    return parser
+
+
+def parse_args(argv=None):
+    args = build_parser().parse_args(argv)
+    if (args.dataset_name is None) == (args.train_data_dir is None):
+        raise ValueError("Give exactly one of --dataset_name and --train_data_dir.")
+    if not 0 < args.validation_fraction < 1:
+        raise ValueError(f"--validation_fraction must be in (0, 1), got {args.validation_fraction}.")
+    for name in ("resolution", "train_batch_size", "num_epochs", "feature_dim"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}.")
+    check_output_dir(args.output_dir, args.overwrite_output_dir)
+    return args
+
+
+def stratified_split(labels: torch.Tensor, fraction: float, generator: torch.Generator):
+    """Indices (train, validation): `fraction` of every class (at least one image) goes to validation."""
+    train, validation = [], []
+    for label in labels.unique().tolist():
+        members = (labels == label).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        count = max(1, round(len(members) * fraction)) if len(members) > 1 else 0
+        validation.append(members[:count])
+        train.append(members[count:])
+    return torch.cat(train), torch.cat(validation)
+
+
+def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each image by up to `max_shift` pixels in x and y (edge padding)."""
+    if max_shift == 0:
+        return images
+    padded = torch.nn.functional.pad(images, [max_shift] * 4, mode="replicate")
+    size = images.shape[-1]
+    offsets = torch.randint(0, 2 * max_shift + 1, (len(images), 2), generator=generator)
+    return torch.stack([padded[i, :, y : y + size, x : x + size] for i, (y, x) in enumerate(offsets.tolist())])
+
+
+@torch.no_grad()
+def accuracy(model, images, labels, batch_size=512):
+    model.eval()
+    correct = 0
+    for start in range(0, len(images), batch_size):
+        logits = model(images[start : start + batch_size].to(model.device))
+        correct += (logits.argmax(dim=1).cpu() == labels[start : start + batch_size]).sum().item()
+    return correct / len(images)
+
+
+def main(args):
+    images, labels, class_names = load_image_tensors(
+        args.dataset_name, args.train_data_dir, args.resolution, image_column=args.image_column,
+        label_column=args.label_column, dataset_config_name=args.dataset_config_name,
+    )  # fmt: skip
+    if labels is None:
+        raise ValueError("The dataset has no label column; name it with --label_column.")
+    accelerator = Accelerator()
+    set_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    train_index, validation_index = stratified_split(labels, args.validation_fraction, generator)
+    model = ImageClassifier(
+        in_channels=images.shape[1], resolution=args.resolution, num_labels=len(class_names),
+        block_channels=tuple(args.block_channels), feature_dim=args.feature_dim, label_names=class_names,
+    )  # fmt: skip
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    steps_per_epoch = math.ceil(len(train_index) / args.train_batch_size)
+    lr_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.num_epochs * steps_per_epoch)
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    start = time.time()
+    progress = tqdm(range(args.num_epochs * steps_per_epoch), desc="train", disable=not accelerator.is_main_process)
+    for _ in range(args.num_epochs):
+        model.train()
+        order = train_index[torch.randperm(len(train_index), generator=generator)]
+        for first in range(0, len(order), args.train_batch_size):
+            batch = order[first : first + args.train_batch_size]
+            inputs = random_shift(images[batch], args.max_shift, generator).to(accelerator.device)
+            loss = torch.nn.functional.cross_entropy(model(inputs), labels[batch].to(accelerator.device))
+            accelerator.backward(loss)
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad()
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss.item():.4f}")
+    progress.close()
+
+    if accelerator.is_main_process:
+        model = accelerator.unwrap_model(model)
+        metrics = {
+            "validation_accuracy": accuracy(model, images[validation_index], labels[validation_index]),
+            "train_accuracy": accuracy(model, images[train_index], labels[train_index]),
+            "num_train": len(train_index),
+            "num_validation": len(validation_index),
+            "class_names": class_names,
+            "train_seconds": round(time.time() - start, 1),
+        }
+        model.save_pretrained(args.output_dir)
+        with open(os.path.join(args.output_dir, "metrics.json"), "w") as f:
+            json.dump(metrics, f, indent=2)
+        print(f"validation accuracy {metrics['validation_accuracy']:.4f} on {len(validation_index)} held-out images")
+        return metrics
+
+
+if __name__ == "__main__":
+    main(parse_args())
