@@ -26,18 +26,22 @@ class _Precomputed(nn.Module):
         return features
 
 
-def _require_torchmetrics():
+def _torchmetrics_image():
+    """torchmetrics' FID, KID and IS classes (imported from their modules: with a custom feature network they need
+    no torch-fidelity)."""
     try:
-        import torchmetrics.image  # noqa: F401
+        from torchmetrics.image.fid import FrechetInceptionDistance
+        from torchmetrics.image.inception import InceptionScore
+        from torchmetrics.image.kid import KernelInceptionDistance
     except ImportError as error:
         raise ImportError("FID, KID and IS need torchmetrics: pip install torchmetrics") from error
-    return torchmetrics.image
+    return FrechetInceptionDistance, KernelInceptionDistance, InceptionScore
 
 
 def frechet_distance(real_features: torch.Tensor, fake_features: torch.Tensor) -> float:
     """FID between two feature sets (N, d), by torchmetrics' `FrechetInceptionDistance` in float64."""
-    image_metrics = _require_torchmetrics()
-    metric = image_metrics.FrechetInceptionDistance(feature=_Precomputed(real_features.shape[1]))
+    fid_class, _, _ = _torchmetrics_image()
+    metric = fid_class(feature=_Precomputed(real_features.shape[1]))
     metric.update(real_features.double(), real=True)
     metric.update(fake_features.double(), real=False)
     return float(metric.compute())
@@ -45,11 +49,9 @@ def frechet_distance(real_features: torch.Tensor, fake_features: torch.Tensor) -
 
 def kernel_distance(real_features, fake_features, subsets: int = 100, subset_size: int = 1000, seed: int = 0):
     """KID (mean, std over random subsets) by torchmetrics' `KernelInceptionDistance`, with a fixed seed."""
-    image_metrics = _require_torchmetrics()
+    _, kid_class, _ = _torchmetrics_image()
     subset_size = min(subset_size, len(real_features), len(fake_features))
-    metric = image_metrics.KernelInceptionDistance(
-        feature=_Precomputed(real_features.shape[1]), subsets=subsets, subset_size=subset_size
-    )
+    metric = kid_class(feature=_Precomputed(real_features.shape[1]), subsets=subsets, subset_size=subset_size)
     metric.update(real_features.double(), real=True)
     metric.update(fake_features.double(), real=False)
     with torch.random.fork_rng(devices=[]):
@@ -60,8 +62,8 @@ def kernel_distance(real_features, fake_features, subsets: int = 100, subset_siz
 
 def inception_score(logits: torch.Tensor, splits: int = 10, seed: int = 0) -> tuple[float, float]:
     """IS (mean, std over splits) from class logits (N, K), by torchmetrics' `InceptionScore`, with a fixed seed."""
-    image_metrics = _require_torchmetrics()
-    metric = image_metrics.InceptionScore(feature=_Precomputed(logits.shape[1]), splits=splits)
+    _, _, inception_score_class = _torchmetrics_image()
+    metric = inception_score_class(feature=_Precomputed(logits.shape[1]), splits=splits)
     metric.update(logits.double())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
