@@ -1,6 +1,6 @@
 """DiffusionPipeline for image DDPMs, unconditional or class-conditional with classifier-free guidance.
 
-This file imports only torch, numpy, PIL and diffusers so that it can travel next to a saved model.
+This file imports only torch, numpy, PIL, diffusers and huggingface_hub so that it can travel next to a saved model.
 """
 
 import inspect
