@@ -33,7 +33,7 @@ from ddpm_hf import (
     chamfer_distance,
     sample_toy2d,
 )
-from ddpm_hf.training import check_output_dir, diffusion_loss, staged_output_dir
+from ddpm_hf.training import check_output_dir, diffusion_loss, load_config_file, staged_output_dir
 from ddpm_hf.viz import save_forward_process_figure, save_loss_curve, save_samples_figure, save_trajectory_gif
 
 logger = get_logger(__name__, log_level="INFO")
@@ -43,8 +43,11 @@ LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "cons
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Train a DDPM on a 2D toy dataset.")
+    parser.add_argument(
+        "--config", type=str, default=None, help="YAML/JSON preset whose keys are flags of this script."
+    )
     parser.add_argument("--dataset", type=str, default="swiss_roll", help=f"One of {list(TOY2D_DATASETS)}.")
-    parser.add_argument("--output_dir", type=str, required=True, help="Folder for the pipeline, figures and metrics.")
+    parser.add_argument("--output_dir", type=str, default=None, help="Folder for the pipeline, figures and metrics.")
     parser.add_argument(
         "--overwrite_output_dir", action="store_true", help="Replace --output_dir if it already holds files."
     )
@@ -89,6 +92,9 @@ def parse_args(argv=None):
         "--num_inference_steps", type=int, default=None, help="Reverse steps when sampling; default T (full DDPM)."
     )
     parser.add_argument("--seed", type=int, default=0, help="Seed of training and evaluation.")
+    known, _ = parser.parse_known_args(argv)
+    if known.config:
+        parser.set_defaults(**load_config_file(known.config, parser))
     args = parser.parse_args(argv)
     check_args(args)
     return args
@@ -96,6 +102,8 @@ def parse_args(argv=None):
 
 def check_args(args):
     """Reject bad flags before anything is written."""
+    if args.output_dir is None:
+        raise ValueError("--output_dir is required (on the command line or in --config).")
     if args.dataset not in TOY2D_DATASETS:
         raise ValueError(f"Unknown --dataset {args.dataset!r}; choose one of {list(TOY2D_DATASETS)}.")
     if args.beta_schedule not in BETA_SCHEDULES:
