@@ -1,14 +1,19 @@
-"""Evaluate a saved DDPMCFGPipeline against a dataset: FID, KID, IS and conditional accuracy over a guidance sweep.
+"""Evaluate saved DDPMCFGPipelines against a dataset: FID, KID, IS and conditional accuracy, over guidance scales,
+samplers and runs.
 
     python train_scripts/evaluate.py --pipeline outputs/digits --dataset digits \
         --feature_network outputs/digits_classifier --output_dir outputs/digits_eval
+    python train_scripts/evaluate.py --pipeline outputs/afhq_64_* --dataset huggan/AFHQv2 --split validation \
+        --feature_network outputs/afhq_classifier --guidance_scales 3 --sampler ddpm ddim:50 dpm_solver++:20 ...
 
 The dataset is split at random into two disjoint halves A and B. A is the reference; B, compared with A, gives the
 real-vs-real floor of every metric, printed beside it. For every guidance scale, as many images as B holds are
 generated with B's labels, and scored against A: FID and KID on the feature network's features, IS and conditional
 accuracy on its class predictions. Feature network: a classifier trained by train_classifier.py (offline), or the
 standard Inception-v3 with --inception (needs torch-fidelity; IS and accuracy still come from --feature_network).
-Writes OUT/eval.json, OUT/report.md, OUT/guidance_sweep.png and one grid per guidance scale (one row per class).
+Several --pipeline folders (e.g. lab 2's schedule x prediction-type runs) and several --sampler NAME:STEPS give
+one table. Writes OUT/eval.json, OUT/report.md (the table), OUT/guidance_sweep.png (FID against accuracy, a line per
+run and sampler) and one grid per row (one row of images per class).
 Reference features are cached (--cache_dir).
 """
 
@@ -44,7 +49,13 @@ COURSE_OMEGAS = (0, 0.5, 1, 2, 3, 5)
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="FID / KID / IS / accuracy of a saved DDPM pipeline.")
-    parser.add_argument("--pipeline", type=str, required=True, help="Folder (or Hub id) of a saved DDPMCFGPipeline.")
+    parser.add_argument(
+        "--pipeline",
+        type=str,
+        nargs="+",
+        required=True,
+        help="Saved DDPMCFGPipeline folder(s) or Hub id(s); several give one table (e.g. schedule x prediction runs).",
+    )
     parser.add_argument("--dataset", type=str, required=True, help="'digits', a .npz, a local folder or a Hub id.")
     parser.add_argument("--split", type=str, default="train", help="Split of the dataset to compare with.")
     parser.add_argument("--feature_network", type=str, required=True, help="A classifier from train_classifier.py.")
@@ -57,8 +68,17 @@ def parse_args(argv=None):
         default=[1 + omega for omega in COURSE_OMEGAS],
         help="Guidance scales s (omega = s - 1); default: omega 0, 0.5, 1, 2, 3, 5.",
     )
-    parser.add_argument("--sampler", type=str, default="ddpm", choices=list(SAMPLERS), help="Scheduler to use.")
-    parser.add_argument("--num_inference_steps", type=int, default=None, help="Default: the sampler's usual.")
+    parser.add_argument(
+        "--sampler",
+        type=str,
+        nargs="+",
+        default=["ddpm"],
+        help=f"Sampler(s), each NAME or NAME:STEPS, NAME one of {list(SAMPLERS)} (e.g. ddpm:400 ddim:50 "
+        "dpm_solver++:20); several give the sampler sweep.",
+    )
+    parser.add_argument(
+        "--num_inference_steps", type=int, default=None, help="Steps of samplers given without :STEPS; default usual."
+    )
     parser.add_argument("--num_samples", type=int, default=None, help="Generated images per scale; default |B|.")
     parser.add_argument("--batch_size", type=int, default=500, help="Images per pipeline call.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the split and of the samples.")
@@ -69,9 +89,20 @@ def parse_args(argv=None):
         raise ValueError(f"--guidance_scales must be >= 0, got {args.guidance_scales}.")
     if args.num_samples is not None and args.num_samples < 2:
         raise ValueError(f"--num_samples must be >= 2, got {args.num_samples}.")
+    args.samplers = [parse_sampler(value, args.num_inference_steps) for value in args.sampler]
     if not os.path.isfile(os.path.join(args.feature_network, "config.json")):
         raise ValueError(f"--feature_network {args.feature_network!r} is not a saved classifier (no config.json).")
     return args
+
+
+def parse_sampler(value: str, default_steps: int | None):
+    """ "ddim:50" -> ("ddim", 50); "ddim" -> ("ddim", default_steps or None for the sampler's usual)."""
+    name, _, steps = value.partition(":")
+    if name not in SAMPLERS:
+        raise ValueError(f"Unknown sampler {name!r} in --sampler {value!r}; choose from {list(SAMPLERS)}.")
+    if steps and not (steps.isdigit() and int(steps) >= 1):
+        raise ValueError(f"--sampler {value!r}: steps must be a whole number >= 1.")
+    return name, int(steps) if steps else default_steps
 
 
 def split_halves(count: int, seed: int):
@@ -100,11 +131,18 @@ def generate(pipe, labels, count, guidance_scale, num_steps, batch_size, seed):
 
 def main(args):
     os.makedirs(args.output_dir, exist_ok=True)
-    pipe = DDPMCFGPipeline.from_pretrained(args.pipeline)
-    pipe.set_progress_bar_config(disable=True)
-    pipe.scheduler = make_sampler(args.sampler, pipe.scheduler.config)
-    num_steps = args.num_inference_steps or default_num_steps(args.sampler, pipe.scheduler.config.num_train_timesteps)
-    unet_config = pipe.unet.config
+    pipes = {}
+    for path in args.pipeline:
+        pipe = DDPMCFGPipeline.from_pretrained(path)
+        pipe.set_progress_bar_config(disable=True)
+        pipes[path] = pipe
+    unet_config = next(iter(pipes.values())).unet.config
+    for path, pipe in pipes.items():
+        if (pipe.unet.config.sample_size, pipe.unet.config.in_channels) != (
+            unet_config.sample_size,
+            unet_config.in_channels,
+        ):
+            raise ValueError(f"{path} makes other images than {args.pipeline[0]}; evaluate them separately.")
     mode = "L" if unet_config.in_channels == 1 else "RGB"
     classifier = ImageClassifier.from_pretrained(args.feature_network).eval()
     weights = os.path.join(args.feature_network, "diffusion_pytorch_model.safetensors")
@@ -118,12 +156,10 @@ def main(args):
            "seed": args.seed, "count": len(images), "network": network_id}  # fmt: skip
 
     def reference():
-        features_a, logits_a = extract_features(feature_network, images[half_a])
-        features_b, logits_b = extract_features(feature_network, images[half_b])
-        tensors = {"features_a": features_a, "features_b": features_b}
-        if logits_b is not None:
-            tensors["logits_b"] = logits_b
-        return tensors
+        return {
+            "features_a": extract_features(feature_network, images[half_a])[0],
+            "features_b": extract_features(feature_network, images[half_b])[0],
+        }
 
     cached, from_cache = cached_tensors(key, reference, args.cache_dir)
     features_a, features_b = cached["features_a"], cached["features_b"]
@@ -141,57 +177,79 @@ def main(args):
         flush=True,
     )
 
-    conditional = pipe.num_classes is not None and labels is not None
     num_samples = args.num_samples or len(half_b)
-    requested = labels[half_b][:num_samples] if conditional else None
-    if conditional and num_samples > len(half_b):
-        requested = labels[half_b].repeat(num_samples // len(half_b) + 1)[:num_samples]
     results = []
-    scales = args.guidance_scales if conditional else [1.0]
-    for guidance_scale in scales:
-        start = time.time()
-        generated = generate(pipe, requested, num_samples, guidance_scale, num_steps, args.batch_size, args.seed + 1)
-        seconds = time.time() - start
-        features, _ = extract_features(feature_network, generated)
-        _, judge_logits = extract_features(classifier, generated)
-        kid_mean, kid_std = kernel_distance(features_a, features)
-        result = {
-            "guidance_scale": guidance_scale,
-            "omega": guidance_scale - 1,
-            "fid": frechet_distance(features_a, features),
-            "kid": kid_mean,
-            "kid_std": kid_std,
-            "inception_score": inception_score(judge_logits)[0],
-            "accuracy": single_label_accuracy(judge_logits, requested) if conditional else None,
-            "num_samples": len(generated),
-            "sample_seconds": round(seconds, 1),
-        }
-        results.append(result)
-        save_class_grid(generated, requested, class_names, guidance_scale, args.output_dir)
-        accuracy = f", accuracy {result['accuracy']:.4f}" if conditional else ""
-        print(f"s={guidance_scale:g} (omega={guidance_scale - 1:g}): FID {result['fid']:.3f}, KID {kid_mean:.5f}, "
-              f"IS {result['inception_score']:.3f}{accuracy} ({seconds:.0f} s)", flush=True)  # fmt: skip
+    for path, pipe in pipes.items():
+        conditional = pipe.num_classes is not None and labels is not None
+        requested = None
+        if conditional:
+            requested = labels[half_b].repeat(num_samples // len(half_b) + 1)[:num_samples]
+        training_scheduler_config = pipe.scheduler.config
+        for sampler, steps in args.samplers:
+            pipe.scheduler = make_sampler(sampler, training_scheduler_config)
+            steps = steps or default_num_steps(sampler, training_scheduler_config.num_train_timesteps)
+            for guidance_scale in args.guidance_scales if conditional else [1.0]:
+                start = time.time()
+                generated = generate(
+                    pipe, requested, num_samples, guidance_scale, steps, args.batch_size, args.seed + 1
+                )
+                seconds = time.time() - start
+                features, _ = extract_features(feature_network, generated)
+                _, judge_logits = extract_features(classifier, generated)
+                kid_mean, kid_std = kernel_distance(features_a, features)
+                result = {
+                    "pipeline": path,
+                    "beta_schedule": training_scheduler_config.beta_schedule,
+                    "prediction_type": training_scheduler_config.prediction_type,
+                    "sampler": sampler,
+                    "num_inference_steps": steps,
+                    "guidance_scale": guidance_scale,
+                    "omega": guidance_scale - 1,
+                    "fid": frechet_distance(features_a, features),
+                    "kid": kid_mean,
+                    "kid_std": kid_std,
+                    "inception_score": inception_score(judge_logits)[0],
+                    "accuracy": single_label_accuracy(judge_logits, requested) if conditional else None,
+                    "num_samples": len(generated),
+                    "sample_seconds": round(seconds, 1),
+                    "grid": grid_name(path, sampler, steps, guidance_scale, len(pipes)),
+                }
+                results.append(result)
+                save_class_grid(generated, requested, class_names, os.path.join(args.output_dir, result["grid"]))
+                accuracy = f", accuracy {result['accuracy']:.4f}" if conditional else ""
+                print(
+                    f"{os.path.basename(path.rstrip('/'))} {sampler} {steps} steps, s={guidance_scale:g} "
+                    f"(omega={guidance_scale - 1:g}): FID {result['fid']:.3f}, KID {kid_mean:.5f}, "
+                    f"IS {result['inception_score']:.3f}{accuracy} ({seconds:.0f} s)",
+                    flush=True,
+                )
+        pipe.scheduler = make_sampler("ddpm", training_scheduler_config)
 
     report = {
-        "pipeline": args.pipeline,
+        "pipelines": args.pipeline,
         "dataset": args.dataset,
         "feature_network": "inception-v3" if args.inception else args.feature_network,
         "judge": args.feature_network,
-        "sampler": args.sampler,
-        "num_inference_steps": num_steps,
         "reference_images": len(half_a),
         "floor": floor,
         "results": results,
     }
     with open(os.path.join(args.output_dir, "eval.json"), "w") as f:
         json.dump(report, f, indent=2)
-    if conditional:
-        plot_sweep(results, floor, os.path.join(args.output_dir, "guidance_sweep.png"))
-    write_report(report, os.path.join(args.output_dir, "report.md"), conditional)
+    swept = [r for r in results if r["accuracy"] is not None]
+    has_plot = len({r["guidance_scale"] for r in swept}) > 1
+    if has_plot:
+        plot_sweep(swept, floor, os.path.join(args.output_dir, "guidance_sweep.png"))
+    write_report(report, os.path.join(args.output_dir, "report.md"), has_plot)
     return report
 
 
-def save_class_grid(generated, requested, class_names, guidance_scale, output_dir, per_class=8):
+def grid_name(path, sampler, steps, guidance_scale, num_pipelines):
+    run = f"{os.path.basename(os.path.normpath(path))}_" if num_pipelines > 1 else ""
+    return f"samples_{run}{sampler}{steps}_s{guidance_scale:g}.png"
+
+
+def save_class_grid(generated, requested, class_names, path, per_class=8):
     """One row per class (up to 10 classes), `per_class` samples each; unconditional: 8x8 samples."""
     upscale = max(1, 64 // generated.shape[-1])
     if requested is None:
@@ -205,49 +263,56 @@ def save_class_grid(generated, requested, class_names, guidance_scale, output_di
             if len(members) == per_class:
                 rows.append(members)
         grid = image_grid(tensor_to_pil(torch.cat(rows) * 2 - 1, upscale), len(rows), per_class)
-    grid.save(os.path.join(output_dir, f"samples_s{guidance_scale:g}.png"))
+    grid.save(path)
 
 
 def plot_sweep(results, floor, path):
-    figure, axis = plt.subplots(figsize=(5, 4))
-    fids, accuracies = [r["fid"] for r in results], [100 * r["accuracy"] for r in results]
-    axis.plot(fids, accuracies, "o-")
-    for result, fid, accuracy in zip(results, fids, accuracies):
-        axis.annotate(f"ω={result['omega']:g}", (fid, accuracy), textcoords="offset points", xytext=(5, -10))
+    """FID against accuracy, one line per (run, sampler) through its guidance scales, each point labelled omega."""
+    figure, axis = plt.subplots(figsize=(5.5, 4.2))
+    lines = {}
+    for result in results:
+        run = os.path.basename(os.path.normpath(result["pipeline"]))
+        lines.setdefault(f"{run} {result['sampler']} {result['num_inference_steps']}", []).append(result)
+    for label, points in lines.items():
+        fids, accuracies = [r["fid"] for r in points], [100 * r["accuracy"] for r in points]
+        axis.plot(fids, accuracies, "o-", label=label if len(lines) > 1 else None)
+        for result, fid, accuracy in zip(points, fids, accuracies):
+            axis.annotate(f"ω={result['omega']:g}", (fid, accuracy), textcoords="offset points", xytext=(5, -10))
     axis.axvline(floor["fid"], color="grey", linestyle="--", label=f"real vs real FID {floor['fid']:.2f}")
     axis.set_xlabel("FID (lower is better)")
     axis.set_ylabel("conditional accuracy (%)")
     axis.set_title("Guidance: quality / diversity trade-off")
-    axis.legend(loc="lower right")
+    axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
 
-def write_report(report, path, conditional):
+def write_report(report, path, has_plot):
     floor = report["floor"]
     floor_accuracy = "" if floor["accuracy"] is None else f"{100 * floor['accuracy']:.1f}%"
     lines = [
-        f"# Evaluation of `{report['pipeline']}` on `{report['dataset']}`",
+        f"# Evaluation on `{report['dataset']}`",
         "",
-        f"Sampler {report['sampler']}, {report['num_inference_steps']} steps; features: {report['feature_network']}; "
-        f"judge (IS, accuracy): {report['judge']}; reference: {report['reference_images']} real images (half A).",
+        f"Features: {report['feature_network']}; judge (IS, accuracy): {report['judge']}; reference: "
+        f"{report['reference_images']} real images (half A). Runs: {', '.join(report['pipelines'])}.",
         "",
-        "| omega (s - 1) | FID | KID | IS | accuracy | samples | time |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-        f"| real vs real (half B) | {floor['fid']:.3f} | {floor['kid']:.5f} | {floor['inception_score']:.3f} | "
-        f"{floor_accuracy} | | |",
+        "| run | schedule | prediction | sampler | steps | omega (s - 1) | FID | KID | IS | accuracy | time |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| real vs real (half B) | | | | | | {floor['fid']:.3f} | {floor['kid']:.5f} | "
+        f"{floor['inception_score']:.3f} | {floor_accuracy} | |",
     ]
     for r in report["results"]:
         accuracy = f"{100 * r['accuracy']:.1f}%" if r["accuracy"] is not None else ""
         lines.append(
-            f"| {r['omega']:g} | {r['fid']:.3f} | {r['kid']:.5f} | {r['inception_score']:.3f} | {accuracy} | "
-            f"{r['num_samples']} | {r['sample_seconds']} s |"
+            f"| {os.path.basename(os.path.normpath(r['pipeline']))} | {r['beta_schedule']} | {r['prediction_type']} | "
+            f"{r['sampler']} | {r['num_inference_steps']} | {r['omega']:g} | {r['fid']:.3f} | {r['kid']:.5f} | "
+            f"{r['inception_score']:.3f} | {accuracy} | {r['sample_seconds']} s |"
         )
     lines.append("")
-    if conditional:
+    if has_plot:
         lines += ["![guidance sweep](guidance_sweep.png)", ""]
-    lines += [f"![s = {r['guidance_scale']:g}](samples_s{r['guidance_scale']:g}.png)" for r in report["results"]]
+    lines += [f"![{r['grid']}]({r['grid']})" for r in report["results"]]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 

@@ -72,14 +72,35 @@ def test_report_has_the_floor_and_one_row_per_guidance_scale(setup, capsys):
     features_a, _ = extract_features(judge, (images[half_a] + 1) / 2)
     features_b, _ = extract_features(judge, (images[half_b] + 1) / 2)
     assert report["floor"]["fid"] == pytest.approx(frechet_distance(features_a, features_b), rel=1e-9)
-    for name in ("report.md", "guidance_sweep.png", "samples_s1.png", "samples_s3.png"):
+    for name in ("report.md", "guidance_sweep.png", "samples_ddim3_s1.png", "samples_ddim3_s3.png"):
         assert (setup / "eval" / name).exists()
     text = (setup / "eval" / "report.md").read_text()
-    assert "| real vs real (half B) |" in text and "| 2 |" in text
+    assert "| real vs real (half B) |" in text and "| pipe | linear | epsilon | ddim | 3 | 2 |" in text
     assert "features cached" not in capsys.readouterr().out
     again = run(setup)
     assert "features cached" in capsys.readouterr().out
     assert again["floor"] == report["floor"] and again["results"][0]["fid"] == report["results"][0]["fid"]
+
+
+def test_runs_and_samplers_make_one_table(setup):
+    torch.manual_seed(1)
+    other = DDPMCFGPipeline(
+        unet=make_unet("tiny", 8, 1, 3),
+        scheduler=ExtendedDDPMScheduler(num_train_timesteps=20, beta_schedule="cosine", prediction_type="x0"),
+        id2label={0: "dark", 1: "mid", 2: "light"},
+    )
+    other.save_pretrained(setup / "pipe_cosine_x0")
+    report = run(setup, "--pipeline", str(setup / "pipe"), str(setup / "pipe_cosine_x0"), "--sampler", "ddpm:4",
+                 "dpm_solver++:2", "--guidance_scales", "2")  # fmt: skip
+    rows = [(r["pipeline"].split("/")[-1], r["beta_schedule"], r["prediction_type"], r["sampler"],
+             r["num_inference_steps"]) for r in report["results"]]  # fmt: skip
+    assert rows == [
+        ("pipe", "linear", "epsilon", "ddpm", 4), ("pipe", "linear", "epsilon", "dpm_solver++", 2),
+        ("pipe_cosine_x0", "squaredcos_cap_v2", "sample", "ddpm", 4),
+        ("pipe_cosine_x0", "squaredcos_cap_v2", "sample", "dpm_solver++", 2),
+    ]  # fmt: skip
+    assert (setup / "eval" / "samples_pipe_cosine_x0_dpm_solver++2_s2.png").exists()
+    assert len({r["fid"] for r in report["results"]}) == 4  # four different sample sets
 
 
 def test_bad_flags_are_refused(setup):
@@ -90,3 +111,9 @@ def test_bad_flags_are_refused(setup):
     with pytest.raises(ValueError, match="guidance_scales must be >= 0"):
         evaluate.parse_args(["--pipeline", "p", "--dataset", "d", "--feature_network", str(setup / "judge"),
                              "--output_dir", "o", "--guidance_scales", "-1"])  # fmt: skip
+    with pytest.raises(ValueError, match=r"Unknown sampler 'euler'.*\['ddpm', 'ddim', 'dpm_solver\+\+'\]"):
+        evaluate.parse_args(["--pipeline", "p", "--dataset", "d", "--feature_network", str(setup / "judge"),
+                             "--output_dir", "o", "--sampler", "euler:10"])  # fmt: skip
+    with pytest.raises(ValueError, match="steps must be a whole number"):
+        evaluate.parse_args(["--pipeline", "p", "--dataset", "d", "--feature_network", str(setup / "judge"),
+                             "--output_dir", "o", "--sampler", "ddim:x"])  # fmt: skip
