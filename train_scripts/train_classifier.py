@@ -5,7 +5,9 @@
 
 Holds out --validation_fraction of the data (stratified by class), trains a small CNN (`ImageClassifier`) with
 AdamW and light augmentation (random shifts), and writes to --output_dir the model (`config.json` and safetensors
-weights, loadable with `ImageClassifier.from_pretrained`) and `metrics.json` with the held-out accuracy.
+weights, loadable with `ImageClassifier.from_pretrained`) and `metrics.json` with the held-out accuracy. Multi-label
+data (an i-CLEVR folder: objects.json, train.json, images) trains sigmoid outputs with binary cross-entropy and is
+scored by i-CLEVR's rule (top-k labels, k = number of true labels).
 """
 
 import argparse
@@ -20,6 +22,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from ddpm_hf.data import load_image_tensors
+from ddpm_hf.metrics import multi_label_accuracy, single_label_accuracy
 from ddpm_hf.models import ImageClassifier
 from ddpm_hf.training import check_output_dir
 
@@ -83,12 +86,12 @@ def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generato
 
 @torch.no_grad()
 def accuracy(model, images, labels, batch_size=512):
+    """Share of images classified right; for multi-hot labels, i-CLEVR's top-k rule."""
     model.eval()
-    correct = 0
-    for start in range(0, len(images), batch_size):
-        logits = model(images[start : start + batch_size].to(model.device))
-        correct += (logits.argmax(dim=1).cpu() == labels[start : start + batch_size]).sum().item()
-    return correct / len(images)
+    logits = torch.cat(
+        [model(images[i : i + batch_size].to(model.device)).cpu() for i in range(0, len(images), batch_size)]
+    )
+    return multi_label_accuracy(logits, labels) if labels.ndim == 2 else single_label_accuracy(logits, labels)
 
 
 def main(args):
@@ -98,14 +101,24 @@ def main(args):
     )  # fmt: skip
     if labels is None:
         raise ValueError("The dataset has no label column; name it with --label_column.")
+    multi_label = labels.ndim == 2  # multi-hot rows: i-CLEVR-style data, 1+ labels per image
     accelerator = Accelerator()
     set_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-    train_index, validation_index = stratified_split(labels, args.validation_fraction, generator)
+    if multi_label:
+        order = torch.randperm(len(labels), generator=generator)
+        count = max(1, round(len(labels) * args.validation_fraction))
+        train_index, validation_index = order[count:], order[:count]
+    else:
+        train_index, validation_index = stratified_split(labels, args.validation_fraction, generator)
     model = ImageClassifier(
         in_channels=images.shape[1], resolution=args.resolution, num_labels=len(class_names),
-        block_channels=tuple(args.block_channels), feature_dim=args.feature_dim, label_names=class_names,
+        multi_label=multi_label, block_channels=tuple(args.block_channels), feature_dim=args.feature_dim,
+        label_names=class_names,
     )  # fmt: skip
+    loss_function = (
+        torch.nn.functional.binary_cross_entropy_with_logits if multi_label else torch.nn.functional.cross_entropy
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(train_index) / args.train_batch_size)
     lr_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.num_epochs * steps_per_epoch)
@@ -119,7 +132,7 @@ def main(args):
         for first in range(0, len(order), args.train_batch_size):
             batch = order[first : first + args.train_batch_size]
             inputs = random_shift(images[batch], args.max_shift, generator).to(accelerator.device)
-            loss = torch.nn.functional.cross_entropy(model(inputs), labels[batch].to(accelerator.device))
+            loss = loss_function(model(inputs), labels[batch].to(accelerator.device))
             accelerator.backward(loss)
             optimizer.step()
             lr_scheduler.step()

@@ -32,6 +32,7 @@ from ddpm_hf.data import (
     decode_image,
     find_image_column,
     find_label_column,
+    is_multi_label,
     load_image_dataset,
     preprocess_image,
 )
@@ -237,6 +238,12 @@ def prepare_dataset(args):
         raise ValueError(
             f"--condition class needs a label column, and none was found; columns: {dataset.column_names}. "
             "Name it with --label_column."
+        )
+    if label_column is not None and args.condition != "none" and is_multi_label(dataset, label_column):
+        raise ValueError(
+            f"Label column {label_column!r} holds a list of labels per image (multi-label data such as i-CLEVR); "
+            "class-conditional training takes one label per image and multi-label conditioning is not built yet. "
+            "Train unconditionally with --condition none."
         )
     conditional = label_column is not None and args.condition != "none"
     class_names = class_names_of(dataset, label_column) if conditional else None

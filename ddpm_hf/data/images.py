@@ -2,7 +2,8 @@
 
 Sources: a Hub dataset id (`load_dataset`), a local image folder (`imagefolder`: class sub-folders become labels), a
 local dataset folder (`save_to_disk` output, or parquet / arrow files), a local `.npz` file with `images` (and
-optionally `labels`, `label_names`) arrays, and the offline built-in `digits` (scikit-learn's 8x8 digits).
+optionally `labels`, `label_names`) arrays, an i-CLEVR folder (objects.json, train.json and the images; multi-label),
+and the offline built-in `digits` (scikit-learn's 8x8 digits).
 """
 
 import glob
@@ -62,6 +63,10 @@ def _npz_dataset(path):
 
 def _local_folder_dataset(folder, split):
     datasets = _require_datasets()
+    if os.path.isfile(os.path.join(folder, "objects.json")) and os.path.isfile(os.path.join(folder, "train.json")):
+        from .iclevr import iclevr_dataset
+
+        return iclevr_dataset(folder)
     if os.path.exists(os.path.join(folder, "dataset_info.json")) or os.path.exists(
         os.path.join(folder, "dataset_dict.json")
     ):
@@ -160,12 +165,22 @@ def find_label_column(dataset, label_column: str | None = None) -> str | None:
     return None
 
 
+def is_multi_label(dataset, label_column: str) -> bool:
+    """Whether the label column holds a list of class labels per image (e.g. i-CLEVR's objects)."""
+    datasets = _require_datasets()
+    feature = dataset.features[label_column]
+    list_types = (datasets.Sequence, getattr(datasets, "List", datasets.Sequence))
+    return isinstance(feature, list_types) and isinstance(getattr(feature, "feature", None), datasets.ClassLabel)
+
+
 def class_names_of(dataset, label_column: str) -> list[str]:
     """Class names in id order: the `ClassLabel` names, or the sorted distinct integer labels as strings."""
     datasets = _require_datasets()
     feature = dataset.features[label_column]
     if isinstance(feature, datasets.ClassLabel):
         return list(feature.names)
+    if is_multi_label(dataset, label_column):
+        return list(feature.feature.names)
     values = sorted(set(dataset[label_column]))
     if not all(isinstance(value, (int, np.integer)) for value in values) or values[0] < 0:
         raise ValueError(

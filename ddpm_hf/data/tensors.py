@@ -2,7 +2,7 @@
 
 import torch
 
-from .images import class_names_of, find_image_column, find_label_column, load_image_dataset
+from .images import class_names_of, find_image_column, find_label_column, is_multi_label, load_image_dataset
 from .transforms import dataset_mode, decode_image, preprocess_image
 
 
@@ -18,7 +18,8 @@ def load_image_tensors(
 ):
     """
     Load a dataset (any source `load_image_dataset` takes) as images (N, C, H, W) in [-1, 1], resized and
-    centre-cropped to `resolution`, and labels (N,) when it has a label column.
+    centre-cropped to `resolution`, and labels when it has a label column: class ids (N,), or multi-hot (N, K) floats
+    for multi-label data such as i-CLEVR.
 
     Args:
         mode (`str`, *optional*): `"L"` or `"RGB"`; by default from the images (`dataset_mode` of the first 64).
@@ -37,4 +38,9 @@ def load_image_tensors(
     if label_column is None:
         return images, None, None
     class_names = class_names_of(dataset, label_column)
+    if is_multi_label(dataset, label_column):
+        multi_hot = torch.zeros(len(dataset), len(class_names))
+        for row, ids in enumerate(dataset[label_column]):
+            multi_hot[row, ids] = 1.0
+        return images, multi_hot, class_names
     return images, torch.tensor(dataset[label_column], dtype=torch.long), class_names

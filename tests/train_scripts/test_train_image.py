@@ -307,3 +307,15 @@ def test_a_folder_holding_another_run_is_never_overwritten_silently(tmp_path):
     assert (output_dir / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == weights
     train_image.main(train_image.parse_args([*common, "--overwrite_output_dir", "--max_train_steps", "2"]))
     assert json.loads((output_dir / "metrics.json").read_text())["steps"] == 2
+
+
+def test_multi_label_data_is_refused_for_class_conditioning_but_trains_unconditionally(tmp_path):
+    from ddpm_hf.data import make_synthetic_iclevr
+
+    folder = make_synthetic_iclevr(str(tmp_path / "iclevr"), num_images=8, resolution=16)
+    expect_refusal(tmp_path, ["--train_data_dir", folder], "list of labels per image.*--condition none")
+    args = train_image.parse_args(
+        ["--train_data_dir", folder, "--condition", "none", "--output_dir", str(tmp_path / "run"), *TINY]
+    )
+    dataset, mode, class_names = train_image.prepare_dataset(args)
+    assert (mode, class_names, len(dataset)) == ("RGB", None, 8)
