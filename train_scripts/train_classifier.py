@@ -38,6 +38,13 @@ def build_parser():
     parser.add_argument("--validation_fraction", type=float, default=0.2, help="Share held out for accuracy.")
     parser.add_argument("--block_channels", type=int, nargs="+", default=[32, 64, 128], help="Width per level.")
     parser.add_argument("--feature_dim", type=int, default=128, help="Size of the feature vector (FID features).")
+    parser.add_argument(
+        "--pooling",
+        type=str,
+        default=None,
+        choices=["mean", "mean_max"],
+        help="Feature pooling; default 'mean', or 'mean_max' for multi-label data (small objects).",
+    )
     parser.add_argument("--train_batch_size", type=int, default=128, help="Batch size.")
     parser.add_argument("--num_epochs", type=int, default=30, help="Passes over the training part.")
     parser.add_argument("--learning_rate", type=float, default=2e-3, help="AdamW learning rate (cosine decay).")
@@ -114,7 +121,7 @@ def main(args):
     model = ImageClassifier(
         in_channels=images.shape[1], resolution=args.resolution, num_labels=len(class_names),
         multi_label=multi_label, block_channels=tuple(args.block_channels), feature_dim=args.feature_dim,
-        label_names=class_names,
+        label_names=class_names, pooling=args.pooling or ("mean_max" if multi_label else "mean"),
     )  # fmt: skip
     loss_function = (
         torch.nn.functional.binary_cross_entropy_with_logits if multi_label else torch.nn.functional.cross_entropy

@@ -20,6 +20,8 @@ class ImageClassifier(ModelMixin, ConfigMixin):
         block_channels (`tuple[int, ...]`, defaults to `(32, 64, 128)`): Width of each level.
         feature_dim (`int`, defaults to 128): Size of the feature vector.
         label_names (`list[str]`, *optional*): Names of the labels, in id order.
+        pooling (`str`, defaults to `"mean"`): How the last feature map becomes a vector: `"mean"` (global average),
+            or `"mean_max"` (average and maximum side by side: small objects are not averaged away).
     """
 
     @register_to_config
@@ -32,8 +34,11 @@ class ImageClassifier(ModelMixin, ConfigMixin):
         block_channels: tuple[int, ...] = (32, 64, 128),
         feature_dim: int = 128,
         label_names: list[str] | None = None,
+        pooling: str = "mean",
     ):
         super().__init__()
+        if pooling not in ("mean", "mean_max"):
+            raise ValueError(f"pooling must be 'mean' or 'mean_max', got {pooling!r}.")
         layers, channels = [], in_channels
         for level, width in enumerate(block_channels):
             stride = 1 if level == 0 else 2
@@ -41,7 +46,8 @@ class ImageClassifier(ModelMixin, ConfigMixin):
             layers += [nn.Conv2d(width, width, 3, padding=1), nn.GroupNorm(8, width), nn.SiLU()]
             channels = width
         self.body = nn.Sequential(*layers)
-        self.to_features = nn.Sequential(nn.Linear(channels, feature_dim), nn.SiLU())
+        pooled = channels * (2 if pooling == "mean_max" else 1)
+        self.to_features = nn.Sequential(nn.Linear(pooled, feature_dim), nn.SiLU())
         self.head = nn.Linear(feature_dim, num_labels)
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
@@ -54,7 +60,10 @@ class ImageClassifier(ModelMixin, ConfigMixin):
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) in [-1, 1] -> (N, feature_dim) penultimate features."""
         hidden = self.body(self.prepare(images))
-        return self.to_features(hidden.mean(dim=(2, 3)))
+        pooled = hidden.mean(dim=(2, 3))
+        if self.config.pooling == "mean_max":
+            pooled = torch.cat([pooled, hidden.amax(dim=(2, 3))], dim=1)
+        return self.to_features(pooled)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) in [-1, 1] -> (N, num_labels) logits."""
