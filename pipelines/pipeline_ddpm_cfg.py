@@ -23,6 +23,8 @@ from huggingface_hub import ModelCard, create_repo, snapshot_download, upload_fo
 
 OUTPUT_TYPES = ("pil", "np", "pt")
 COMPONENT_NAMES = ("unet", "scheduler")
+# Libraries diffusers loads components from by name; components of any other module travel as source copies.
+LOADABLE_LIBRARIES = ("diffusers", "transformers")
 # What DDPMCFGPipeline.from_pretrained fetches from the Hub: configs, the model card and safetensors weights, never the
 # source copies (those run only on the plain-diffusers route, with trust_remote_code=True).
 HUB_DATA_PATTERNS = ["model_index.json", "README.md", "*/*.json", "*/*.safetensors"]
@@ -86,7 +88,7 @@ class DDPMCFGPipeline(DiffusionPipeline):
             config["_class_name"] = config["_class_name"][1]
         for name in COMPONENT_NAMES:
             library, class_name = config.get(name, (None, None))
-            if library is None or "." in library or library in ("diffusers", "transformers"):
+            if library is None or "." in library or library in LOADABLE_LIBRARIES:
                 continue
             local_class = _imported_class(class_name)
             if local_class is None:
@@ -147,7 +149,7 @@ class DDPMCFGPipeline(DiffusionPipeline):
         model_index["_class_name"] = [module_name, type(self).__name__]
         for name in COMPONENT_NAMES:
             component = getattr(self, name)
-            if type(component).__module__.split(".")[0] not in ("diffusers", "transformers"):
+            if type(component).__module__.split(".")[0] not in LOADABLE_LIBRARIES:
                 module_name = self._copy_source(type(component), os.path.join(save_directory, name))
                 model_index[name] = [module_name, type(component).__name__]
         with open(index_path, "w") as f:

@@ -161,6 +161,13 @@ def main(args):
             "features_b": extract_features(feature_network, images[half_b])[0],
         }
 
+    def features_and_judgement(images):
+        """Feature-network features and the judge's logits, in one pass when the judge is the feature network."""
+        features, logits = extract_features(feature_network, images)
+        if feature_network is not classifier:
+            logits = extract_features(classifier, images)[1]
+        return features, logits
+
     cached, from_cache = cached_tensors(key, reference, args.cache_dir)
     features_a, features_b = cached["features_a"], cached["features_b"]
     _, judge_logits_b = extract_features(classifier, images[half_b])
@@ -194,8 +201,7 @@ def main(args):
                     pipe, requested, num_samples, guidance_scale, steps, args.batch_size, args.seed + 1
                 )
                 seconds = time.time() - start
-                features, _ = extract_features(feature_network, generated)
-                _, judge_logits = extract_features(classifier, generated)
+                features, judge_logits = features_and_judgement(generated)
                 kid_mean, kid_std = kernel_distance(features_a, features)
                 result = {
                     "pipeline": path,

@@ -33,7 +33,7 @@ from ddpm_hf import (
     chamfer_distance,
     sample_toy2d,
 )
-from ddpm_hf.training import check_output_dir, diffusion_loss, load_config_file, staged_output_dir
+from ddpm_hf.training import check_output_dir, diffusion_loss, parse_args_with_config, staged_output_dir
 from ddpm_hf.viz import save_forward_process_figure, save_loss_curve, save_samples_figure, save_trajectory_gif
 
 logger = get_logger(__name__, log_level="INFO")
@@ -92,10 +92,7 @@ def parse_args(argv=None):
         "--num_inference_steps", type=int, default=None, help="Reverse steps when sampling; default T (full DDPM)."
     )
     parser.add_argument("--seed", type=int, default=0, help="Seed of training and evaluation.")
-    known, _ = parser.parse_known_args(argv)
-    if known.config:
-        parser.set_defaults(**load_config_file(known.config, parser))
-    args = parser.parse_args(argv)
+    args = parse_args_with_config(parser, argv)
     check_args(args)
     return args
 

@@ -43,7 +43,7 @@ from ddpm_hf.training import (
     check_output_dir,
     diffusion_loss,
     list_checkpoints,
-    load_config_file,
+    parse_args_with_config,
     resolve_checkpoint,
     save_checkpoint,
 )
@@ -148,10 +148,7 @@ def build_parser():
 
 def parse_args(argv=None):
     parser = build_parser()
-    known, _ = parser.parse_known_args(argv)
-    if known.config:
-        parser.set_defaults(**load_config_file(known.config, parser))
-    args = parser.parse_args(argv)
+    args = parse_args_with_config(parser, argv)
     check_args(args)
     return args
 

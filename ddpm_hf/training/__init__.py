@@ -1,5 +1,5 @@
 from .checkpoints import list_checkpoints, resolve_checkpoint, save_checkpoint
-from .config_file import load_config_file
+from .config_file import load_config_file, parse_args_with_config
 from .loss import diffusion_loss
 from .output_dir import check_output_dir, staged_output_dir
 from .rng import TrainingRNG
@@ -10,6 +10,7 @@ __all__ = [
     "diffusion_loss",
     "list_checkpoints",
     "load_config_file",
+    "parse_args_with_config",
     "resolve_checkpoint",
     "save_checkpoint",
     "staged_output_dir",

@@ -31,3 +31,12 @@ def load_config_file(path: str, parser) -> dict:
     if unknown:
         raise ValueError(f"Unknown keys {unknown} in --config {path!r}; known flags: {sorted(known)}.")
     return {key.replace("-", "_"): value for key, value in values.items()}
+
+
+def parse_args_with_config(parser, argv=None):
+    """`parser.parse_args(argv)`, where a `--config FILE` among the arguments first sets the defaults from FILE, so
+    that flags given on the command line win over the file."""
+    known, _ = parser.parse_known_args(argv)
+    if known.config:
+        parser.set_defaults(**load_config_file(known.config, parser))
+    return parser.parse_args(argv)
