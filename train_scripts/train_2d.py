@@ -33,11 +33,21 @@ from ddpm_hf import (
     chamfer_distance,
     sample_toy2d,
 )
-from ddpm_hf.training import check_output_dir, diffusion_loss, parse_args_with_config, staged_output_dir
+from ddpm_hf.training import (
+    LOSS_WEIGHTINGS,
+    check_output_dir,
+    diffusion_loss,
+    parse_args_with_config,
+    resolve_loss_weighting,
+    staged_output_dir,
+)
 from ddpm_hf.viz import save_forward_process_figure, save_loss_curve, save_samples_figure, save_trajectory_gif
 
 logger = get_logger(__name__, log_level="INFO")
 
+# The MLP's output factor for posterior-mean prediction: its residual target mu~_t - x_t is of order beta_t (here
+# 1e-4..0.02); at O(1) scale the optimiser's jitter on that output compounds over the sampling steps (docs/TOY2D.md).
+MEAN_OUTPUT_SCALE = 0.02
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 
 
@@ -65,6 +75,26 @@ def parse_args(argv=None):
         type=str,
         default="epsilon",
         help=f"What the network predicts, one of {list(PREDICTION_TYPES)} ('x0' is 'sample').",
+    )
+    parser.add_argument(
+        "--loss_weighting",
+        type=str,
+        default="auto",
+        help=f"One of {list(LOSS_WEIGHTINGS)}: 'uniform' is MSE on the prediction target, 'epsilon' weights it into "
+        "the MSE of the implied noise; 'auto' is 'epsilon' for --prediction_type mean and 'uniform' otherwise.",
+    )
+    parser.add_argument(
+        "--residual_output",
+        type=str,
+        default="auto",
+        help="'yes': the MLP returns x_t + mlp(x_t, t); 'no': mlp(x_t, t); 'auto': yes for --prediction_type mean.",
+    )
+    parser.add_argument(
+        "--output_scale",
+        type=float,
+        default=None,
+        help="Constant factor on the MLP's output; default 0.02 (the size of a posterior-mean correction) for "
+        "--prediction_type mean, else 1.",
     )
     parser.add_argument(
         "--hidden_dims", type=int, nargs="+", default=[128, 128, 128], help="Widths of the MLP's hidden layers."
@@ -109,6 +139,10 @@ def check_args(args):
         raise ValueError(
             f"Unknown --prediction_type {args.prediction_type!r}; choose one of {list(PREDICTION_TYPES)}."
         )
+    if args.loss_weighting not in LOSS_WEIGHTINGS:
+        raise ValueError(f"Unknown --loss_weighting {args.loss_weighting!r}; choose one of {list(LOSS_WEIGHTINGS)}.")
+    if args.residual_output not in ("auto", "yes", "no"):
+        raise ValueError(f"Unknown --residual_output {args.residual_output!r}; choose one of ['auto', 'yes', 'no'].")
     if args.lr_scheduler not in LR_SCHEDULERS:
         raise ValueError(f"Unknown --lr_scheduler {args.lr_scheduler!r}; choose one of {list(LR_SCHEDULERS)}.")
     for name in ("num_train_points", "num_train_timesteps", "train_batch_size", "max_train_steps", "num_eval_points"):
@@ -123,6 +157,8 @@ def check_args(args):
             f"--num_inference_steps must be in 1..{args.num_train_timesteps} (--num_train_timesteps), "
             f"got {args.num_inference_steps}."
         )
+    if args.output_scale is not None and not args.output_scale > 0:
+        raise ValueError(f"--output_scale must be > 0, got {args.output_scale}.")
     if not args.learning_rate > 0:
         raise ValueError(f"--learning_rate must be > 0, got {args.learning_rate}.")
     check_output_dir(args.output_dir, args.overwrite_output_dir)
@@ -142,7 +178,16 @@ def main(args):
         prediction_type=args.prediction_type,
         clip_sample=False,  # clipping x0 to [-1, 1] would squash 2D data, which spans about [-4, 4]
     )
-    model = MLP2DModel(sample_dim=2, hidden_dims=tuple(args.hidden_dims), time_embedding_dim=args.time_embedding_dim)
+    residual_output = {"auto": scheduler.config.prediction_type == "mean", "yes": True, "no": False}[
+        args.residual_output
+    ]
+    model = MLP2DModel(
+        sample_dim=2,
+        hidden_dims=tuple(args.hidden_dims),
+        time_embedding_dim=args.time_embedding_dim,
+        residual_output=residual_output,
+        output_scale=args.output_scale or (MEAN_OUTPUT_SCALE if scheduler.config.prediction_type == "mean" else 1.0),
+    )
 
     train_points = torch.from_numpy(sample_toy2d(args.dataset, args.num_train_points, seed=args.seed))
     dataloader = torch.utils.data.DataLoader(
@@ -182,7 +227,7 @@ def main(args):
     for _ in range(num_epochs):
         model.train()
         for (clean_points,) in dataloader:
-            loss = diffusion_loss(model, scheduler, clean_points)
+            loss = diffusion_loss(model, scheduler, clean_points, loss_weighting=args.loss_weighting)
             if not torch.isfinite(loss):
                 raise RuntimeError(f"Loss became {loss.item()} at step {global_step}; try a lower --learning_rate.")
             accelerator.backward(loss)
@@ -250,6 +295,9 @@ def save_outputs(args, pipeline, losses, train_seconds, output_dir):
         "dataset": args.dataset,
         "beta_schedule": args.beta_schedule,
         "prediction_type": args.prediction_type,
+        "loss_weighting": resolve_loss_weighting(args.loss_weighting, scheduler.config.prediction_type),
+        "residual_output": pipeline.model.config.residual_output,
+        "output_scale": pipeline.model.config.output_scale,
         "num_train_timesteps": args.num_train_timesteps,
         "num_inference_steps": len(scheduler.timesteps),
         "max_train_steps": args.max_train_steps,

@@ -32,11 +32,23 @@ class MLP2DModel(ModelMixin, ConfigMixin):
         sample_dim (`int`, defaults to 2): Dimension of a data point.
         hidden_dims (`tuple[int, ...]`, defaults to `(128, 128, 128)`): Width of each hidden layer.
         time_embedding_dim (`int`, defaults to 128): Size of the sinusoidal timestep embedding.
+        residual_output (`bool`, defaults to `False`): Return `sample + output_scale * mlp(sample, t)` instead of
+            `output_scale * mlp(sample, t)`. Posterior-mean prediction needs it: its target is x_t plus a correction
+            of order beta_t, and an MLP that has to rebuild x_t itself leaves a gain error that compounds over the
+            sampling steps (docs/TOY2D.md).
+        output_scale (`float`, defaults to 1.0): Constant factor on the MLP's output. A small one (about beta_t)
+            brings a posterior-mean correction to the MLP's natural O(1) scale, so that the optimiser's step-to-step
+            jitter on the output shrinks with it.
     """
 
     @register_to_config
     def __init__(
-        self, sample_dim: int = 2, hidden_dims: tuple[int, ...] = (128, 128, 128), time_embedding_dim: int = 128
+        self,
+        sample_dim: int = 2,
+        hidden_dims: tuple[int, ...] = (128, 128, 128),
+        time_embedding_dim: int = 128,
+        residual_output: bool = False,
+        output_scale: float = 1.0,
     ):
         super().__init__()
         hidden_dims = list(hidden_dims)
@@ -45,6 +57,8 @@ class MLP2DModel(ModelMixin, ConfigMixin):
                 f"sample_dim and every hidden dim must be >= 1 with at least one hidden layer, got "
                 f"sample_dim={sample_dim!r}, hidden_dims={hidden_dims!r}."
             )
+        if not output_scale > 0:
+            raise ValueError(f"output_scale must be > 0, got {output_scale!r}.")
         if time_embedding_dim < 2 or time_embedding_dim % 2:
             raise ValueError(f"time_embedding_dim must be an even integer >= 2, got {time_embedding_dim!r}.")
         self.time_mlp = nn.Sequential(
@@ -76,7 +90,9 @@ class MLP2DModel(ModelMixin, ConfigMixin):
         for layer, time_projection in zip(self.layers, self.time_projections):
             scale, shift = time_projection(time_embedding).chunk(2, dim=-1)
             hidden = self.activation(layer(hidden) * (1 + scale) + shift)
-        output = self.out(hidden)
+        output = self.out(hidden) * self.config.output_scale
+        if self.config.residual_output:
+            output = sample + output
         if not return_dict:
             return (output,)
         return MLP2DOutput(sample=output)

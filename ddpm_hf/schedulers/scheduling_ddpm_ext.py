@@ -193,6 +193,34 @@ class ExtendedDDPMScheduler(DDPMScheduler):
             return coef_x0 * original_samples + coef_xt * noisy_samples
         raise ValueError(f"Unknown prediction_type {prediction_type!r}; choose one of {list(PREDICTION_TYPES)}.")
 
+    def epsilon_loss_weights(self, timesteps: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """
+        Per-sample weights w_t that make the weighted squared error of this scheduler's prediction type equal to the
+        squared error of the epsilon it implies: w_t * |output - target|^2 = |eps_pred - eps|^2 at fixed x_t. With
+        them every prediction type trains the simplified objective of Ho et al. 2020 (eq. 14). Since the target is
+        affine in eps at fixed x_t, w_t = 1 / (d target / d eps)^2: 1 for epsilon, alpha_bar / (1 - alpha_bar) for
+        x0, alpha_bar for v, and alpha_bar / (posterior_mean_coef_x0^2 (1 - alpha_bar)) for the posterior mean.
+
+        Args:
+            timesteps (`torch.Tensor`): Training timesteps, shape [N].
+            reference (`torch.Tensor`): A tensor of the samples' shape, dtype and device, for broadcasting.
+
+        Returns:
+            `torch.Tensor`: Weights broadcastable against `reference`.
+        """
+        alpha_prod_t, _ = self._alphas_cumprod_at(timesteps, reference)
+        prediction_type = self.config.prediction_type
+        if prediction_type == "epsilon":
+            return torch.ones_like(alpha_prod_t)
+        if prediction_type == "sample":
+            return alpha_prod_t / (1 - alpha_prod_t)
+        if prediction_type == "v_prediction":
+            return alpha_prod_t
+        if prediction_type == "mean":
+            coef_x0, _ = self.posterior_mean_coefficients(timesteps, reference)
+            return alpha_prod_t / (coef_x0**2 * (1 - alpha_prod_t))
+        raise ValueError(f"Unknown prediction_type {prediction_type!r}; choose one of {list(PREDICTION_TYPES)}.")
+
     def get_x0_and_epsilon(
         self, model_output: torch.Tensor, timesteps: torch.Tensor | int, sample: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:

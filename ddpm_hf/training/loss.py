@@ -3,14 +3,36 @@
 import torch
 import torch.nn.functional as F
 
+LOSS_WEIGHTINGS = ("auto", "uniform", "epsilon")
+
+
+def resolve_loss_weighting(loss_weighting: str, prediction_type: str) -> str:
+    """
+    The weighting a run really uses: `"auto"` is `"epsilon"` for posterior-mean prediction (which does not learn
+    with the uniform weighting, docs/TOY2D.md) and `"uniform"` for the other prediction types.
+
+    Raises:
+        `ValueError`: For a weighting outside `LOSS_WEIGHTINGS`.
+    """
+    if loss_weighting not in LOSS_WEIGHTINGS:
+        raise ValueError(f"Unknown loss_weighting {loss_weighting!r}; choose one of {list(LOSS_WEIGHTINGS)}.")
+    if loss_weighting == "auto":
+        return "epsilon" if prediction_type == "mean" else "uniform"
+    return loss_weighting
+
 
 def diffusion_loss(
-    model, scheduler, clean_samples: torch.Tensor, generator: torch.Generator | None = None, **model_kwargs
+    model,
+    scheduler,
+    clean_samples: torch.Tensor,
+    generator: torch.Generator | None = None,
+    loss_weighting: str = "auto",
+    **model_kwargs,
 ) -> torch.Tensor:
     """
     Simplified DDPM loss (Ho et al. 2020, eq. 14) generalised to any prediction type: draw t ~ U{0..T-1} and
     eps ~ N(0, I), form x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, and regress the network output at
-    (x_t, t) onto `scheduler.get_training_target(x0, eps, t)` with mean squared error.
+    (x_t, t) onto `scheduler.get_training_target(x0, eps, t)` with a (weighted) mean squared error.
 
     Args:
         model: Called as `model(x_t, t, **model_kwargs).sample`.
@@ -18,11 +40,15 @@ def diffusion_loss(
         clean_samples (`torch.Tensor`): A batch of data x0.
         generator (`torch.Generator`, *optional*): Source of t and eps, on the device of `clean_samples`; the
             global RNG when not given.
+        loss_weighting (`str`, defaults to `"auto"`): `"uniform"`: plain MSE on the target; `"epsilon"`: each
+            sample's squared error times `scheduler.epsilon_loss_weights`, i.e. the MSE of the implied epsilon
+            whatever the prediction type; `"auto"`: see `resolve_loss_weighting`.
         **model_kwargs: Extra inputs of the model (e.g. class labels).
 
     Returns:
         `torch.Tensor`: The scalar loss (float32).
     """
+    loss_weighting = resolve_loss_weighting(loss_weighting, scheduler.config.prediction_type)
     device = clean_samples.device
     noise = torch.randn(clean_samples.shape, generator=generator, device=device, dtype=clean_samples.dtype)
     timesteps = torch.randint(
@@ -31,4 +57,7 @@ def diffusion_loss(
     noisy_samples = scheduler.add_noise(clean_samples, noise, timesteps)
     target = scheduler.get_training_target(clean_samples, noise, timesteps)
     model_output = model(noisy_samples, timesteps, **model_kwargs).sample
-    return F.mse_loss(model_output.float(), target.float())
+    if loss_weighting == "uniform":
+        return F.mse_loss(model_output.float(), target.float())
+    squared_error = (model_output.float() - target.float()) ** 2
+    return (squared_error * scheduler.epsilon_loss_weights(timesteps, squared_error)).mean()

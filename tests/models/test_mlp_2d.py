@@ -38,3 +38,15 @@ def test_save_and_load_round_trip(tmp_path):
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         MLP2DModel(**kwargs)
+
+
+def test_residual_output_and_output_scale():
+    torch.manual_seed(0)
+    plain = MLP2DModel(hidden_dims=(16, 16), time_embedding_dim=8)
+    scaled = MLP2DModel(hidden_dims=(16, 16), time_embedding_dim=8, residual_output=True, output_scale=0.02)
+    scaled.load_state_dict(plain.state_dict())
+    sample = torch.randn(5, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(scaled(sample, 9).sample, sample + 0.02 * plain(sample, 9).sample)
+    with pytest.raises(ValueError, match="output_scale must be > 0, got 0"):
+        MLP2DModel(output_scale=0)

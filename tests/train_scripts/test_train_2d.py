@@ -80,6 +80,12 @@ def test_two_processes_give_one_coherent_run(tmp_path):
         (["--num_inference_steps", "41"], "1..40"),
         (["--train_batch_size", "0"], "train_batch_size"),
         (["--lr_scheduler", "step"], "step.*cosine"),
+        (
+            ["--loss_weighting", "snr"],
+            r"Unknown --loss_weighting 'snr'; choose one of \['auto', 'uniform', 'epsilon'\]",
+        ),
+        (["--residual_output", "maybe"], r"Unknown --residual_output 'maybe'"),
+        (["--output_scale", "-1"], r"--output_scale must be > 0, got -1.0"),
     ],
 )
 def test_bad_flags_are_refused_before_writing_anything(tmp_path, bad_args, message):
@@ -118,3 +124,8 @@ def test_every_schedule_and_prediction_type_trains(tmp_path, beta_schedule, pred
     assert np.isfinite(metrics["final_loss"]) and np.isfinite(metrics["chamfer_distance"])
     expected_type = {"x0": "sample"}.get(prediction_type, prediction_type)
     assert pipe.scheduler.config.prediction_type == expected_type
+    # posterior-mean runs get the recipe that makes them learn (docs/TOY2D.md); the others the plain one
+    is_mean = prediction_type == "mean"
+    assert (metrics["loss_weighting"], metrics["residual_output"], metrics["output_scale"]) == (
+        ("epsilon", True, 0.02) if is_mean else ("uniform", False, 1.0)
+    )

@@ -1,0 +1,87 @@
+"""The training loss: the epsilon-equivalent weights against float64 maths, and the invariance they promise."""
+
+import numpy as np
+import pytest
+import torch
+
+from ddpm_hf import ExtendedDDPMScheduler
+from ddpm_hf.training import diffusion_loss, resolve_loss_weighting
+
+T = 1000
+PREDICTION_TYPES = ["epsilon", "sample", "v_prediction", "mean"]
+
+
+def float64_target(prediction_type, x0, noise, alphas_cumprod, t):
+    """The target of each prediction type in float64 (Ho et al. 2020 eq. 7 for the posterior mean)."""
+    a = alphas_cumprod[t][:, None]
+    a_prev = np.where(t > 0, alphas_cumprod[np.maximum(t - 1, 0)], 1.0)[:, None]
+    beta = 1 - a / a_prev
+    xt = np.sqrt(a) * x0 + np.sqrt(1 - a) * noise
+    return {
+        "epsilon": noise,
+        "sample": x0,
+        "v_prediction": np.sqrt(a) * noise - np.sqrt(1 - a) * x0,
+        "mean": np.sqrt(a_prev) * beta / (1 - a) * x0 + np.sqrt(1 - beta) * (1 - a_prev) / (1 - a) * xt,
+    }[prediction_type]
+
+
+@pytest.mark.parametrize("schedule", ["linear", "quad", "cosine"])
+@pytest.mark.parametrize("prediction_type", PREDICTION_TYPES)
+def test_epsilon_weights_turn_target_errors_into_noise_errors(schedule, prediction_type):
+    """At fixed x_t, two noises (hence two x0) give two targets; w * |target gap|^2 must equal |noise gap|^2."""
+    scheduler = ExtendedDDPMScheduler(num_train_timesteps=T, beta_schedule=schedule, prediction_type=prediction_type)
+    alphas_cumprod = scheduler.alphas_cumprod.double().numpy()
+    rng = np.random.default_rng(0)
+    t = np.array([0, 1, 10, 100, 400, 700])
+    xt, noise_1, noise_2 = (rng.standard_normal((len(t), 2)) for _ in range(3))
+    a = alphas_cumprod[t][:, None]
+    targets = [
+        float64_target(prediction_type, (xt - np.sqrt(1 - a) * noise) / np.sqrt(a), noise, alphas_cumprod, t)
+        for noise in (noise_1, noise_2)
+    ]
+    expected = ((noise_1 - noise_2) ** 2).sum(1) / ((targets[0] - targets[1]) ** 2).sum(1)
+    weights = scheduler.epsilon_loss_weights(torch.from_numpy(t), torch.zeros(len(t), 2))
+    # 1e-3: the scheduler forms beta_t = 1 - alpha_bar_t / alpha_bar_{t-1} in float32, which loses digits at small t
+    np.testing.assert_allclose(weights[:, 0].double().numpy(), expected, rtol=1e-3)
+
+
+def test_a_mean_model_weighted_scores_like_the_epsilon_model_it_implies():
+    """A posterior-mean model built from an epsilon model has, with epsilon weighting, the epsilon model's loss."""
+    torch.manual_seed(0)
+    epsilon_net = torch.nn.Linear(3, 2).double()
+    schedulers = {
+        kind: ExtendedDDPMScheduler(num_train_timesteps=T, prediction_type=kind) for kind in ("epsilon", "mean")
+    }
+
+    class Output:
+        def __init__(self, sample):
+            self.sample = sample
+
+    def epsilon_model(x, t):
+        return Output(epsilon_net(torch.cat([x, t[:, None].double() / T], dim=1)))
+
+    def mean_model(x, t):
+        scheduler = schedulers["epsilon"]
+        x0, eps = scheduler.get_x0_and_epsilon(epsilon_model(x, t).sample, t, x)
+        coef_x0, coef_xt = schedulers["mean"].posterior_mean_coefficients(t, x)
+        return Output(coef_x0 * x0 + coef_xt * x)
+
+    clean = torch.randn(256, 2, dtype=torch.float64)
+    losses = {}
+    for name, model, weighting in (("epsilon", epsilon_model, "uniform"), ("mean", mean_model, "epsilon")):
+        generator = torch.Generator().manual_seed(1)
+        losses[name] = diffusion_loss(model, schedulers[name], clean, generator, loss_weighting=weighting).item()
+    assert losses["mean"] == pytest.approx(losses["epsilon"], rel=1e-3)
+    generator = torch.Generator().manual_seed(1)
+    unweighted = diffusion_loss(mean_model, schedulers["mean"], clean, generator, loss_weighting="uniform").item()
+    assert unweighted < losses["epsilon"] / 100  # what made the mean model stop learning with plain MSE
+
+
+def test_auto_weighting_and_bad_names():
+    assert resolve_loss_weighting("auto", "mean") == "epsilon"
+    assert [resolve_loss_weighting("auto", kind) for kind in ("epsilon", "sample", "v_prediction")] == ["uniform"] * 3
+    assert resolve_loss_weighting("epsilon", "sample") == "epsilon"
+    with pytest.raises(
+        ValueError, match=r"Unknown loss_weighting 'snr'; choose one of \['auto', 'uniform', 'epsilon'\]"
+    ):
+        resolve_loss_weighting("snr", "epsilon")
