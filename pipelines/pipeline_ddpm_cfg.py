@@ -1,4 +1,4 @@
-"""DiffusionPipeline for image DDPMs, unconditional or class-conditional with classifier-free guidance.
+"""DiffusionPipeline for image DDPMs: unconditional, class-conditional or multi-label, with classifier-free guidance.
 
 This file imports only torch, numpy, PIL, diffusers and huggingface_hub so that it can travel next to a saved model.
 """
@@ -56,7 +56,8 @@ class DDPMCFGPipelineOutput(BaseOutput):
 class DDPMCFGPipeline(DiffusionPipeline):
     """
     Samples images from a `UNet2DModel` DDPM. A class-conditional U-Net (`num_class_embeds = K + 1`) was trained
-    with the last id K as the null condition; sampling then uses classifier-free guidance,
+    with the last id K as the null condition; a multi-label U-Net (`MultiLabelUNet2DModel`, `num_labels = K`) takes a
+    multi-hot vector with a row of zeros as the null condition. Sampling then uses classifier-free guidance,
     eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond), with both passes in one batched forward. The
     course's omega is guidance_scale - 1.
 
@@ -218,26 +219,54 @@ class DDPMCFGPipeline(DiffusionPipeline):
             )
 
     @property
+    def is_multi_label(self) -> bool:
+        """True for a U-Net conditioned on a multi-hot vector (several labels per image, e.g. i-CLEVR)."""
+        return "num_labels" in self.unet.config
+
+    @property
     def num_classes(self) -> int | None:
-        """K, the number of real classes, or None for an unconditional model."""
+        """K, the number of real classes (of labels, for a multi-label model), or None for an unconditional model."""
+        if self.is_multi_label:
+            return self.unet.config.num_labels
         num_class_embeds = self.unet.config.num_class_embeds
         return None if num_class_embeds is None else num_class_embeds - 1
 
     @property
     def id2label(self) -> dict[int, str]:
         stored = self.config.id2label
-        if stored:
-            return {int(key): value for key, value in stored.items()}
+        if stored:  # in id order (model_index.json sorts its keys as strings: "0", "1", "10", "11", ..., "2")
+            return {int(key): stored[key] for key in sorted(stored, key=int)}
         return {index: str(index) for index in range(self.num_classes or 0)}
 
+    def _label_id(self, value, label2id: dict[str, int]) -> int:
+        """One class (or label) given by name or id, as its id."""
+        if isinstance(value, str) and value in label2id:
+            return label2id[value]
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value < self.num_classes:
+            return int(value)
+        raise ValueError(
+            f"Unknown class {value!r}; valid ids are 0..{self.num_classes - 1} and valid names are {list(label2id)}."
+        )
+
+    def null_conditions(self, batch_size: int) -> torch.Tensor:
+        """The null condition of classifier-free guidance: class id K, or an all-zero multi-hot row."""
+        if self.is_multi_label:
+            return torch.zeros((batch_size, self.num_classes))
+        return torch.full((batch_size,), self.num_classes, dtype=torch.long)
+
     def class_ids(self, class_labels, batch_size: int) -> torch.Tensor | None:
-        """Turn ids or class names (one for all images, or one per image) into a tensor of ids."""
+        """
+        The U-Net's condition for `class_labels`: a tensor of class ids, or for a multi-label model a multi-hot tensor
+        (batch_size, K). None when `class_labels` is None.
+        """
         if class_labels is None:
             return None
         if self.num_classes is None:
             raise ValueError(
                 "This model is unconditional (its U-Net has no class embedding); call it without class_labels."
             )
+        if self.is_multi_label:
+            return self._multi_hot(class_labels, batch_size)
         values = class_labels.tolist() if isinstance(class_labels, (torch.Tensor, np.ndarray)) else class_labels
         if isinstance(values, (int, str, np.integer)) and not isinstance(values, bool):
             values = [values] * batch_size
@@ -249,20 +278,44 @@ class DDPMCFGPipeline(DiffusionPipeline):
         if len(values) != batch_size:
             raise ValueError(f"Got {len(values)} class_labels for batch_size {batch_size}; give one or {batch_size}.")
         label2id = {name: index for index, name in self.id2label.items()}
-        ids = []
-        for value in values:
-            if isinstance(value, str) and value in label2id:
-                ids.append(label2id[value])
-            elif (
-                isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value < self.num_classes
+        return torch.tensor([self._label_id(value, label2id) for value in values], dtype=torch.long)
+
+    def _multi_hot(self, class_labels, batch_size: int) -> torch.Tensor:
+        """Conditions of a multi-label model (a list of label lists, or a multi-hot array) as a multi-hot tensor."""
+        example = f"e.g. [{list(self.id2label.values())[:2]}] for one image"
+        if isinstance(class_labels, (torch.Tensor, np.ndarray)):
+            multi_hot = torch.as_tensor(class_labels).float()
+            if (
+                multi_hot.ndim != 2
+                or multi_hot.shape[1] != self.num_classes
+                or not ((multi_hot == 0) | (multi_hot == 1)).all()
             ):
-                ids.append(int(value))
-            else:
                 raise ValueError(
-                    f"Unknown class {value!r}; valid ids are 0..{self.num_classes - 1} and valid names are "
-                    f"{list(label2id)}."
+                    f"A multi-hot class_labels tensor must have shape (batch_size, {self.num_classes}) and hold only "
+                    f"0 and 1; got shape {tuple(multi_hot.shape)}."
                 )
-        return torch.tensor(ids, dtype=torch.long)
+        else:
+            if not isinstance(class_labels, (list, tuple)) or not all(
+                isinstance(condition, (list, tuple)) for condition in class_labels
+            ):
+                raise ValueError(
+                    f"This model is multi-label: class_labels must be a list with one list of label names or ids per "
+                    f"image ({example}), or a multi-hot tensor; got {class_labels!r}."
+                )
+            label2id = {name: index for index, name in self.id2label.items()}
+            multi_hot = torch.zeros((len(class_labels), self.num_classes))
+            for row, condition in enumerate(class_labels):
+                ids = [self._label_id(value, label2id) for value in condition]
+                if not ids or len(set(ids)) != len(ids):
+                    raise ValueError(
+                        f"Condition {row} {list(condition)!r} must name 1 or more labels, each once ({example})."
+                    )
+                multi_hot[row, ids] = 1
+        if len(multi_hot) == 1:
+            multi_hot = multi_hot.expand(batch_size, -1)
+        if len(multi_hot) != batch_size:
+            raise ValueError(f"Got {len(multi_hot)} conditions for batch_size {batch_size}; give one or {batch_size}.")
+        return multi_hot
 
     def check_inputs(self, batch_size, num_inference_steps, guidance_scale, output_type):
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -309,7 +362,9 @@ class DDPMCFGPipeline(DiffusionPipeline):
         """
         Args:
             class_labels (`int`, `str`, list of them, or `torch.Tensor`, *optional*): Class ids or names, one for
-                the whole batch or one per image. Leave out for unconditional sampling.
+                the whole batch or one per image. For a multi-label model: one list of label names or ids per image
+                (or a single list in a list, for all images), or a multi-hot tensor (N, K). Leave out for
+                unconditional sampling.
             batch_size (`int`, *optional*): Number of images; defaults to len(class_labels) or 1.
             guidance_scale (`float`, defaults to 3.0): s in eps_uncond + s * (eps_cond - eps_uncond); the course's
                 omega is s - 1. With s = 1 (or 0, or no labels) only one pass runs per step.
@@ -344,19 +399,20 @@ class DDPMCFGPipeline(DiffusionPipeline):
             raise ValueError(f"Unknown callback tensor inputs {unknown}; choose from {self._callback_tensor_inputs}.")
 
         device = self._execution_device
-        class_ids = self.class_ids(class_labels, batch_size)
-        if class_ids is None and self.num_classes is not None:
-            class_ids = torch.full((batch_size,), self.num_classes, dtype=torch.long)  # the null class
+        conditions = self.class_ids(class_labels, batch_size)
+        if conditions is None and self.num_classes is not None:
+            conditions = self.null_conditions(batch_size)
             guidance_scale = 1.0
-        use_guidance = class_ids is not None and guidance_scale != 1.0
+        use_guidance = conditions is not None and guidance_scale != 1.0
         if use_guidance and guidance_scale == 0:
-            class_ids = torch.full_like(class_ids, self.num_classes)
+            conditions = self.null_conditions(batch_size)
             use_guidance = False
-        if class_ids is not None:
-            class_ids = class_ids.to(device)
-            model_class_ids = (
-                torch.cat([class_ids, torch.full_like(class_ids, self.num_classes)]) if use_guidance else class_ids
-            )
+        if conditions is not None:
+            if conditions.is_floating_point():
+                conditions = conditions.to(dtype=self.unet.dtype)
+            conditions = conditions.to(device)
+            if use_guidance:
+                conditions = torch.cat([conditions, self.null_conditions(batch_size).to(conditions)])
 
         config = self.unet.config
         shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
@@ -368,9 +424,7 @@ class DDPMCFGPipeline(DiffusionPipeline):
             model_input = self.scheduler.scale_model_input(sample, timestep)
             if use_guidance:
                 model_input = torch.cat([model_input, model_input])
-            model_output = self.unet(
-                model_input, timestep, class_labels=model_class_ids if class_ids is not None else None
-            ).sample
+            model_output = self.unet(model_input, timestep, class_labels=conditions).sample
             if use_guidance:
                 conditional, unconditional = model_output.chunk(2)
                 model_output = unconditional + guidance_scale * (conditional - unconditional)

@@ -1,4 +1,5 @@
-"""Gradio demo of a ddpm-hf model: pick a class, a guidance scale, a sampler and a seed, and watch images appear.
+"""Gradio demo of a ddpm-hf model: pick a class (or several labels, for a multi-label model), a guidance scale, a
+sampler and a seed, and watch images appear.
 
     python spaces_app/app.py [--model outputs/digits] [--host 127.0.0.1] [--port 7860]
 
@@ -55,14 +56,29 @@ def load_pipeline(model: str) -> DDPMCFGPipeline:
 
 def build_demo(pipe: DDPMCFGPipeline, title: str = "ddpm-hf") -> gr.Blocks:
     """The Blocks app around `pipe`; the caller queues and launches it (see `main`)."""
-    class_names = list(pipe.id2label.values()) if pipe.num_classes else []
+    class_names = [pipe.id2label[index] for index in sorted(pipe.id2label)] if pipe.num_classes else []
+    multi_label = pipe.is_multi_label
     num_train_timesteps = pipe.scheduler.config.num_train_timesteps
     max_steps = min(MAX_STEPS, num_train_timesteps)
     size = pipe.unet.config.sample_size
     upscale = max(1, DISPLAY_SIZE // size)
 
+    def selected_labels(class_name) -> list:
+        """A multi-label model's labels from the multi-select (a list) or the API (names separated by commas)."""
+        if isinstance(class_name, str):
+            return [name.strip() for name in class_name.split(",") if name.strip()]
+        return list(class_name or [])
+
     def check(class_name, guidance_scale, num_images, sampler, num_steps, seed):
-        if class_names and class_name not in class_names:
+        if multi_label:
+            labels = selected_labels(class_name)
+            unknown = [label for label in labels if label not in class_names]
+            if unknown or not labels or len(set(labels)) != len(labels):
+                raise gr.Error(
+                    f"Labels {labels!r}: pick one or more labels, each once, from {class_names} (the API takes them "
+                    "separated by commas)."
+                )
+        elif class_names and class_name not in class_names:
             raise gr.Error(f"Unknown class {class_name!r}; choose one of {class_names}.")
         if not class_names and class_name not in (None, ""):
             raise gr.Error("This model is unconditional; leave the class empty.")
@@ -100,8 +116,12 @@ def build_demo(pipe: DDPMCFGPipeline, title: str = "ddpm-hf") -> gr.Blocks:
             return {}
 
         start = time.perf_counter()
+        class_labels = class_name or None
+        if multi_label:  # one condition, the selected labels, for every image
+            class_labels = [selected_labels(class_name)]
+            class_name = ", ".join(class_labels[0])
         images = request_pipe(
-            class_labels=class_name or None,
+            class_labels=class_labels,
             batch_size=num_images,
             guidance_scale=float(guidance_scale),
             num_inference_steps=num_steps,
@@ -113,21 +133,23 @@ def build_demo(pipe: DDPMCFGPipeline, title: str = "ddpm-hf") -> gr.Blocks:
         grid = square_grid(tensor_to_pil(images * 2 - 1, upscale))
         gif_path = os.path.join(tempfile.mkdtemp(prefix="ddpm_hf_space_"), "denoising.gif")
         save_denoising_gif(frames, gif_path)
-        what = f"image(s) of class {class_name}" if class_name else "image(s)"
+        what = f"image(s) of {'labels' if multi_label else 'class'} {class_name}" if class_name else "image(s)"
         summary = f"{num_images} {what}, {sampler} {num_steps} steps, guidance {guidance_scale:g}, seed {seed}"
         return grid, gif_path, f"{summary}: {seconds:.2f} s"
 
+    kind = "Multi-label" if multi_label else "Class-conditional" if class_names else "Unconditional"
     with gr.Blocks(title=title) as demo:
         gr.Markdown(
-            f"# {title}\n{'Class-conditional' if class_names else 'Unconditional'} DDPM, {size}x{size} images. "
+            f"# {title}\n{kind} DDPM, {size}x{size} images. "
             "Guidance scale s: eps = eps_uncond + s (eps_cond - eps_uncond); the course's omega is s - 1."
         )
         with gr.Row():
             with gr.Column():
                 class_name = gr.Dropdown(
                     choices=class_names,
-                    value=class_names[0] if class_names else None,
-                    label="Class",
+                    value=(class_names[:2] if multi_label else class_names[0]) if class_names else None,
+                    multiselect=multi_label,
+                    label="Labels" if multi_label else "Class",
                     visible=bool(class_names),
                 )
                 guidance_scale = gr.Slider(0, MAX_GUIDANCE, value=3.0, step=0.5, label="Guidance scale s")

@@ -31,7 +31,7 @@ pipe = DiffusionPipeline.from_pretrained({folder!r}, trust_remote_code=True)
 pipe.set_progress_bar_config(disable=True)
 images = pipe(generator=torch.Generator().manual_seed({seed}), output_type="np", **{call_kwargs!r}).images
 np.save({output!r}, images)
-print(type(pipe).__module__, type(pipe.scheduler).__module__)
+print(type(pipe).__module__, type(pipe.scheduler).__module__, type(pipe.unet).__module__)
 """
 
 
@@ -53,6 +53,10 @@ def main(args):
     call_kwargs = {"guidance_scale": args.guidance_scale, "num_inference_steps": args.num_inference_steps}
     if pipe.num_classes is None:
         call_kwargs["batch_size"] = 4
+    elif pipe.is_multi_label:  # every label once, alone and paired with the next one
+        labels = range(pipe.num_classes)
+        call_kwargs["class_labels"] = [[label] for label in labels] + [[label, (label + 1) % pipe.num_classes]
+                                                                       for label in labels]  # fmt: skip
     else:
         call_kwargs["class_labels"] = list(range(pipe.num_classes))
     ours = pipe(generator=torch.Generator().manual_seed(args.seed), output_type="np", **call_kwargs).images

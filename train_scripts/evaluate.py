@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from ddpm_hf import DDPMCFGPipeline  # noqa: E402
-from ddpm_hf.data import load_image_tensors  # noqa: E402
+from ddpm_hf.data import RESIZE_MODES, load_image_tensors, read_iclevr_conditions  # noqa: E402
 from ddpm_hf.metrics import (  # noqa: E402
     cached_tensors,
     extract_features,
@@ -38,6 +38,7 @@ from ddpm_hf.metrics import (  # noqa: E402
     inception_feature_network,
     inception_score,
     kernel_distance,
+    multi_label_accuracy,
     single_label_accuracy,
 )
 from ddpm_hf.models import ImageClassifier  # noqa: E402
@@ -57,6 +58,12 @@ def parse_args(argv=None):
         help="Saved DDPMCFGPipeline folder(s) or Hub id(s); several give one table (e.g. schedule x prediction runs).",
     )
     parser.add_argument("--dataset", type=str, required=True, help="'digits', a .npz, a local folder or a Hub id.")
+    parser.add_argument(
+        "--resize_mode",
+        type=str,
+        default="crop",
+        help="'crop' (shorter side, centre crop) or 'stretch' (whole image to the square, e.g. i-CLEVR's 320x240).",
+    )
     parser.add_argument("--split", type=str, default="train", help="Split of the dataset to compare with.")
     parser.add_argument("--feature_network", type=str, required=True, help="A classifier from train_classifier.py.")
     parser.add_argument("--inception", action="store_true", help="FID/KID on Inception-v3 features instead.")
@@ -79,6 +86,13 @@ def parse_args(argv=None):
     parser.add_argument(
         "--num_inference_steps", type=int, default=None, help="Steps of samplers given without :STEPS; default usual."
     )
+    parser.add_argument(
+        "--conditions",
+        type=str,
+        default=None,
+        help="Multi-label models: a test.json-style file (a list of lists of label names, e.g. i-CLEVR's test.json "
+        "or new_test.json); generate for these conditions, in turn, instead of B's labels.",
+    )
     parser.add_argument("--num_samples", type=int, default=None, help="Generated images per scale; default |B|.")
     parser.add_argument("--batch_size", type=int, default=500, help="Images per pipeline call.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the split and of the samples.")
@@ -90,6 +104,10 @@ def parse_args(argv=None):
     if args.num_samples is not None and args.num_samples < 2:
         raise ValueError(f"--num_samples must be >= 2, got {args.num_samples}.")
     args.samplers = [parse_sampler(value, args.num_inference_steps) for value in args.sampler]
+    if args.resize_mode not in RESIZE_MODES:
+        raise ValueError(f"Unknown --resize_mode {args.resize_mode!r}; choose one of {list(RESIZE_MODES)}.")
+    if args.conditions is not None and not os.path.isfile(args.conditions):
+        raise ValueError(f"--conditions {args.conditions!r} is not a file.")
     if not os.path.isfile(os.path.join(args.feature_network, "config.json")):
         raise ValueError(f"--feature_network {args.feature_network!r} is not a saved classifier (no config.json).")
     return args
@@ -103,6 +121,12 @@ def parse_sampler(value: str, default_steps: int | None):
     if steps and not (steps.isdigit() and int(steps) >= 1):
         raise ValueError(f"--sampler {value!r}: steps must be a whole number >= 1.")
     return name, int(steps) if steps else default_steps
+
+
+def repeat_to(requested: torch.Tensor, count: int) -> torch.Tensor:
+    """`requested` (class ids (N,) or multi-hot rows (N, K)) repeated in turn to `count` entries."""
+    repeats = count // len(requested) + 1
+    return requested.repeat(repeats, *[1] * (requested.ndim - 1))[:count]
 
 
 def split_halves(count: int, seed: int):
@@ -149,10 +173,13 @@ def main(args):
     feature_network = inception_feature_network(args.inception_weights) if args.inception else classifier
     network_id = "inception-v3-compat" if args.inception else file_fingerprint(weights)
 
-    images, labels, class_names = load_image_tensors(args.dataset, resolution=unet_config.sample_size, mode=mode)
+    images, labels, class_names = load_image_tensors(
+        args.dataset, resolution=unet_config.sample_size, mode=mode, resize_mode=args.resize_mode
+    )
     images = (images + 1) / 2  # [0, 1], as the pipeline returns them
     half_a, half_b = split_halves(len(images), args.seed)
     key = {"dataset": args.dataset, "split": args.split, "resolution": unet_config.sample_size, "mode": mode,
+           "resize_mode": args.resize_mode,
            "seed": args.seed, "count": len(images), "network": network_id}  # fmt: skip
 
     def reference():
@@ -171,11 +198,15 @@ def main(args):
     cached, from_cache = cached_tensors(key, reference, args.cache_dir)
     features_a, features_b = cached["features_a"], cached["features_b"]
     _, judge_logits_b = extract_features(classifier, images[half_b])
+    multi_label = labels is not None and labels.ndim == 2
+    accuracy_of = multi_label_accuracy if multi_label else single_label_accuracy
+    if args.conditions is not None and not multi_label:
+        raise ValueError(f"--conditions is for multi-label data; {args.dataset!r} has one label per image.")
     floor = {
         "fid": frechet_distance(features_a, features_b),
         "kid": kernel_distance(features_a, features_b)[0],
         "inception_score": inception_score(judge_logits_b)[0],
-        "accuracy": single_label_accuracy(judge_logits_b, labels[half_b]) if labels is not None else None,
+        "accuracy": accuracy_of(judge_logits_b, labels[half_b]) if labels is not None else None,
     }
     cache_note = ", features cached" if from_cache else ""
     print(
@@ -189,8 +220,14 @@ def main(args):
     for path, pipe in pipes.items():
         conditional = pipe.num_classes is not None and labels is not None
         requested = None
-        if conditional:
-            requested = labels[half_b].repeat(num_samples // len(half_b) + 1)[:num_samples]
+        if conditional and args.conditions is not None:
+            ids = read_iclevr_conditions(args.conditions, class_names)
+            file_conditions = torch.zeros(len(ids), len(class_names))
+            for row, condition in enumerate(ids):
+                file_conditions[row, condition] = 1
+            requested = repeat_to(file_conditions, num_samples)
+        elif conditional:
+            requested = repeat_to(labels[half_b], num_samples)
         training_scheduler_config = pipe.scheduler.config
         for sampler, steps in args.samplers:
             pipe.scheduler = make_sampler(sampler, training_scheduler_config)
@@ -215,7 +252,7 @@ def main(args):
                     "kid": kid_mean,
                     "kid_std": kid_std,
                     "inception_score": inception_score(judge_logits)[0],
-                    "accuracy": single_label_accuracy(judge_logits, requested) if conditional else None,
+                    "accuracy": accuracy_of(judge_logits, requested) if conditional else None,
                     "num_samples": len(generated),
                     "sample_seconds": round(seconds, 1),
                     "grid": grid_name(path, sampler, steps, guidance_scale, len(pipes)),
@@ -256,18 +293,25 @@ def grid_name(path, sampler, steps, guidance_scale, num_pipelines):
 
 
 def save_class_grid(generated, requested, class_names, path, per_class=8):
-    """One row per class (up to 10 classes), `per_class` samples each; unconditional: 8x8 samples."""
+    """One row per class (up to 10 classes; for multi-label conditions, the first 10 distinct ones), `per_class`
+    samples each; unconditional: 8x8 samples."""
     upscale = max(1, 64 // generated.shape[-1])
     if requested is None:
         picked = generated[:64]
         rows = len(picked) // 8
         grid = image_grid(tensor_to_pil(picked[: rows * 8] * 2 - 1, upscale), rows, 8)
     else:
-        rows = []
-        for class_id in range(min(len(class_names), 10)):
-            members = generated[requested == class_id][:per_class]
-            if len(members) == per_class:
-                rows.append(members)
+        if requested.ndim == 2:  # multi-hot conditions: the first 10 distinct ones
+            distinct = []
+            for condition in requested:
+                if len(distinct) < 10 and not any(torch.equal(condition, seen) for seen in distinct):
+                    distinct.append(condition)
+            row_masks = [(requested == condition).all(dim=1) for condition in distinct]
+        else:
+            row_masks = [requested == class_id for class_id in range(min(len(class_names), 10))]
+        row_masks = [mask for mask in row_masks if mask.any()]
+        per_class = min([per_class, *(int(mask.sum()) for mask in row_masks)])  # equal rows, small runs included
+        rows = [generated[mask][:per_class] for mask in row_masks]
         grid = image_grid(tensor_to_pil(torch.cat(rows) * 2 - 1, upscale), len(rows), per_class)
     grid.save(path)
 

@@ -21,7 +21,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from ddpm_hf.data import load_image_tensors
+from ddpm_hf.data import RESIZE_MODES, load_image_tensors
 from ddpm_hf.metrics import multi_label_accuracy, single_label_accuracy
 from ddpm_hf.models import ImageClassifier
 from ddpm_hf.training import check_output_dir
@@ -34,6 +34,12 @@ def build_parser():
     parser.add_argument("--train_data_dir", type=str, default=None, help="A local image or dataset folder.")
     parser.add_argument("--image_column", type=str, default=None, help="Image column (default: found).")
     parser.add_argument("--label_column", type=str, default=None, help="Label column (default: found).")
+    parser.add_argument(
+        "--resize_mode",
+        type=str,
+        default="crop",
+        help="'crop' (shorter side, centre crop) or 'stretch' (whole image to the square, e.g. i-CLEVR's 320x240).",
+    )
     parser.add_argument("--resolution", type=int, default=32, help="Images are resized and cropped to this side.")
     parser.add_argument("--validation_fraction", type=float, default=0.2, help="Share held out for accuracy.")
     parser.add_argument("--block_channels", type=int, nargs="+", default=[32, 64, 128], help="Width per level.")
@@ -60,6 +66,8 @@ def parse_args(argv=None):
     args = build_parser().parse_args(argv)
     if (args.dataset_name is None) == (args.train_data_dir is None):
         raise ValueError("Give exactly one of --dataset_name and --train_data_dir.")
+    if args.resize_mode not in RESIZE_MODES:
+        raise ValueError(f"Unknown --resize_mode {args.resize_mode!r}; choose one of {list(RESIZE_MODES)}.")
     if not 0 < args.validation_fraction < 1:
         raise ValueError(f"--validation_fraction must be in (0, 1), got {args.validation_fraction}.")
     for name in ("resolution", "train_batch_size", "num_epochs", "feature_dim"):
@@ -104,7 +112,7 @@ def accuracy(model, images, labels, batch_size=512):
 def main(args):
     images, labels, class_names = load_image_tensors(
         args.dataset_name, args.train_data_dir, args.resolution, image_column=args.image_column,
-        label_column=args.label_column, dataset_config_name=args.dataset_config_name,
+        label_column=args.label_column, dataset_config_name=args.dataset_config_name, resize_mode=args.resize_mode,
     )  # fmt: skip
     if labels is None:
         raise ValueError("The dataset has no label column; name it with --label_column.")

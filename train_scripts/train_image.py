@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ddpm_hf import BETA_SCHEDULES, PREDICTION_TYPES, UNET_PRESETS, DDPMCFGPipeline, ExtendedDDPMScheduler, make_unet
 from ddpm_hf.data import (
+    RESIZE_MODES,
     class_names_of,
     dataset_mode,
     decode_image,
@@ -35,10 +36,12 @@ from ddpm_hf.data import (
     is_multi_label,
     load_image_dataset,
     preprocess_image,
+    read_iclevr_conditions,
 )
 from ddpm_hf.hub import make_model_card, push_run_folder
 from ddpm_hf.models import check_resolution
 from ddpm_hf.training import (
+    LOSS_WEIGHTINGS,
     TrainingRNG,
     check_output_dir,
     diffusion_loss,
@@ -47,12 +50,12 @@ from ddpm_hf.training import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from ddpm_hf.viz import image_grid, save_denoising_gif, save_grid, save_loss_curve, tensor_to_pil
+from ddpm_hf.viz import denoising_grid, image_grid, save_denoising_gif, save_grid, save_loss_curve, tensor_to_pil
 
 logger = get_logger(__name__, log_level="INFO")
 
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
-CONDITIONS = ("auto", "none", "class")
+CONDITIONS = ("auto", "none", "class", "multi_label")
 
 
 def build_parser():
@@ -78,9 +81,25 @@ def build_parser():
         "--condition",
         type=str,
         default="auto",
-        help="'class' (class-conditional with a null class for CFG), 'none', or 'auto' (class when labels exist).",
+        help="'class' (one label per image, a null class for CFG), 'multi_label' (a list of labels per image, e.g. "
+        "i-CLEVR; a multi-hot condition whose all-zero row is the null condition), 'none', or 'auto' (whichever the "
+        "label column holds, none without one).",
+    )
+    parser.add_argument(
+        "--sample_conditions_file",
+        type=str,
+        default=None,
+        help="Multi-label models: a test.json-style file (a list of lists of label names) whose first conditions make "
+        "the rows of the sample grids; defaults to test.json beside --train_data_dir, else the first training labels.",
     )
     parser.add_argument("--resolution", type=int, default=32, help="Training image side in pixels.")
+    parser.add_argument(
+        "--resize_mode",
+        type=str,
+        default="crop",
+        help="'crop': shorter side to --resolution, then a square crop; 'stretch': the whole image to the square "
+        "(nothing cut off; for scenes whose labels name every object, such as i-CLEVR).",
+    )
     parser.add_argument(
         "--center_crop", action=argparse.BooleanOptionalAction, default=True, help="Centre (else random) crop."
     )
@@ -98,6 +117,13 @@ def build_parser():
     parser.add_argument("--beta_start", type=float, default=1e-4, help="First beta (linear/quad).")
     parser.add_argument("--beta_end", type=float, default=0.02, help="Last beta (linear/quad).")
     parser.add_argument("--prediction_type", type=str, default="epsilon", help=f"One of {list(PREDICTION_TYPES)}.")
+    parser.add_argument(
+        "--loss_weighting",
+        type=str,
+        default="auto",
+        help=f"One of {list(LOSS_WEIGHTINGS)}: 'uniform' is MSE on the prediction target, 'epsilon' weights it into "
+        "the MSE of the implied noise; 'auto' is 'epsilon' for --prediction_type mean and 'uniform' otherwise.",
+    )
     parser.add_argument(
         "--cond_drop_prob", type=float, default=0.1, help="Probability of training a label as the null class."
     )
@@ -164,6 +190,8 @@ def check_args(args):
         "model_preset": tuple(UNET_PRESETS),
         "beta_schedule": BETA_SCHEDULES,
         "prediction_type": PREDICTION_TYPES,
+        "loss_weighting": LOSS_WEIGHTINGS,
+        "resize_mode": RESIZE_MODES,
         "lr_scheduler": LR_SCHEDULERS,
         "logger": ("tensorboard", "none"),
         "mixed_precision": (None, "no", "fp16", "bf16"),
@@ -192,6 +220,8 @@ def check_args(args):
         check_output_dir(args.output_dir, args.overwrite_output_dir)
     else:
         check_same_run(args)
+    if args.sample_conditions_file is not None and not os.path.isfile(args.sample_conditions_file):
+        raise ValueError(f"--sample_conditions_file {args.sample_conditions_file!r} is not a file.")
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/ddpm-digits).")
 
@@ -231,26 +261,35 @@ def prepare_dataset(args):
     )
     image_column = find_image_column(dataset, args.image_column)
     label_column = find_label_column(dataset, args.label_column)
-    if args.condition == "class" and label_column is None:
+    if args.condition in ("class", "multi_label") and label_column is None:
         raise ValueError(
-            f"--condition class needs a label column, and none was found; columns: {dataset.column_names}. "
-            "Name it with --label_column."
+            f"--condition {args.condition} needs a label column, and none was found; columns: "
+            f"{dataset.column_names}. Name it with --label_column."
         )
-    if label_column is not None and args.condition != "none" and is_multi_label(dataset, label_column):
+    multi_label_data = label_column is not None and is_multi_label(dataset, label_column)
+    if args.condition == "class" and multi_label_data:
         raise ValueError(
-            f"Label column {label_column!r} holds a list of labels per image (multi-label data such as i-CLEVR); "
-            "class-conditional training takes one label per image and multi-label conditioning is not built yet. "
-            "Train unconditionally with --condition none."
+            f"Label column {label_column!r} holds a list of labels per image (multi-label data such as i-CLEVR), and "
+            "--condition class takes one label per image. Use --condition multi_label (or auto)."
+        )
+    if args.condition == "multi_label" and not multi_label_data:
+        raise ValueError(
+            f"--condition multi_label needs a label column that holds a list of labels per image (a Sequence of "
+            f"ClassLabel, as in i-CLEVR folders); {label_column!r} holds one label per image. Use --condition class."
         )
     conditional = label_column is not None and args.condition != "none"
+    multi_label = conditional and multi_label_data
     class_names = class_names_of(dataset, label_column) if conditional else None
     if conditional:
         labels = dataset[label_column]
-        bad = [value for value in labels if not isinstance(value, int) or not 0 <= value < len(class_names)]
+        if multi_label:
+            bad = [value for value in labels if not value or not all(0 <= v < len(class_names) for v in value)]
+        else:
+            bad = [value for value in labels if not isinstance(value, int) or not 0 <= value < len(class_names)]
         if bad:
             raise ValueError(
-                f"Label column {label_column!r} holds {len(bad)} values outside 0..{len(class_names) - 1}, "
-                f"e.g. {bad[:5]}."
+                f"Label column {label_column!r} holds {len(bad)} values outside 0..{len(class_names) - 1}"
+                f"{' or empty label lists' if multi_label else ''}, e.g. {bad[:5]}."
             )
     if isinstance(dataset.features[image_column], datasets.Image):
         dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
@@ -265,14 +304,26 @@ def prepare_dataset(args):
         pixel_values = []
         for value in batch[image_column]:
             image = decode_image(value, f"image in column {image_column!r}")
-            pixel_values.append(preprocess_image(image, args.resolution, mode, args.center_crop, args.random_flip))
+            pixel_values.append(
+                preprocess_image(
+                    image, args.resolution, mode, args.center_crop, args.random_flip, resize_mode=args.resize_mode
+                )
+            )
         output = {"pixel_values": pixel_values}
-        if conditional:
+        if multi_label:
+            output["class_labels"] = [multi_hot(ids, len(class_names)) for ids in batch[label_column]]
+        elif conditional:
             output["class_labels"] = batch[label_column]
         return output
 
     dataset.set_transform(transform)
-    return dataset, mode, class_names
+    return dataset, mode, class_names, multi_label
+
+
+def multi_hot(ids: list[int], num_labels: int) -> torch.Tensor:
+    vector = torch.zeros(num_labels)
+    vector[ids] = 1
+    return vector
 
 
 def drop_unreadable_images(dataset, image_column):
@@ -301,17 +352,20 @@ def drop_unreadable_images(dataset, image_column):
 def collate(examples):
     batch = {"pixel_values": torch.stack([example["pixel_values"] for example in examples])}
     if "class_labels" in examples[0]:
-        batch["class_labels"] = torch.tensor([example["class_labels"] for example in examples], dtype=torch.long)
+        labels = [example["class_labels"] for example in examples]
+        is_multi_hot = isinstance(labels[0], torch.Tensor)
+        batch["class_labels"] = torch.stack(labels) if is_multi_hot else torch.tensor(labels, dtype=torch.long)
     return batch
 
 
 def main(args):
     # Everything that can fail on bad input happens before the output folder is touched.
-    dataset, mode, class_names = prepare_dataset(args)
+    dataset, mode, class_names, multi_label = prepare_dataset(args)
     num_classes = len(class_names) if class_names else None
     channels = 1 if mode == "L" else 3
+    row_conditions = figure_conditions(args, dataset, class_names, multi_label)
     set_seed(args.seed)  # the initial weights too come from --seed
-    model = make_unet(args.model_preset, args.resolution, channels, num_classes)
+    model = make_unet(args.model_preset, args.resolution, channels, num_classes, multi_label=multi_label)
     noise_scheduler = ExtendedDDPMScheduler(
         num_train_timesteps=args.num_train_timesteps,
         beta_schedule=args.beta_schedule,
@@ -433,9 +487,19 @@ def main(args):
                     clean_images.shape[0], generator=training_rng.generator, device=clean_images.device
                 )
                 drop = drop_draw < args.cond_drop_prob
-                model_kwargs["class_labels"] = torch.where(drop, null_class, batch["class_labels"])
+                if multi_label:  # the null condition of a multi-label model is the all-zero vector
+                    model_kwargs["class_labels"] = batch["class_labels"] * ~drop[:, None]
+                else:
+                    model_kwargs["class_labels"] = torch.where(drop, null_class, batch["class_labels"])
             with accelerator.accumulate(model):
-                loss = diffusion_loss(model, noise_scheduler, clean_images, training_rng.generator, **model_kwargs)
+                loss = diffusion_loss(
+                    model,
+                    noise_scheduler,
+                    clean_images,
+                    training_rng.generator,
+                    loss_weighting=args.loss_weighting,
+                    **model_kwargs,
+                )
                 # gathered, so that every process stops at the same step, before the bad loss updates the weights
                 if not torch.isfinite(accelerator.gather(loss.detach())).all():
                     raise RuntimeError(non_finite_loss_message(args, loss.item(), global_step + 1, checkpoints_dir))
@@ -471,7 +535,7 @@ def main(args):
             break  # the last epoch's samples come from save_final_outputs
         if accelerator.is_main_process and (epoch + 1) % args.save_images_epochs == 0:
             pipeline = build_pipeline(accelerator, model, ema_model, noise_scheduler, class_names)
-            save_epoch_grid(args, sample_for_figures(args, pipeline, num_classes)[0], num_classes, epoch)
+            save_epoch_grid(args, sample_for_figures(args, pipeline, row_conditions)[0], num_classes, epoch)
     train_seconds = time.time() - start_time
     progress.close()
 
@@ -481,7 +545,7 @@ def main(args):
         save_final_outputs(
             args,
             pipeline,
-            num_classes,
+            row_conditions,
             num_epochs - 1,
             losses_path,
             train_seconds,
@@ -518,8 +582,32 @@ def build_pipeline(accelerator, model, ema_model, noise_scheduler, class_names):
 
 
 def grid_shape(num_classes):
-    """5x5 for unconditional models; one row per class (up to 10) by 5 columns for class-conditional ones."""
+    """5x5 for unconditional models; one row per class or condition (up to 10) by 5 columns for conditional ones."""
     return (5, 5) if num_classes is None else (min(num_classes, 10), 5)
+
+
+def figure_conditions(args, dataset, class_names, multi_label):
+    """
+    What each row of the sample grids asks for: class ids 0..rows-1, or for a multi-label model the first conditions
+    of --sample_conditions_file (by default test.json beside i-CLEVR data, when there is one), else the label sets of
+    the first training images. None for an unconditional model.
+    """
+    if class_names is None:
+        return None
+    rows, _ = grid_shape(len(class_names))
+    if not multi_label:
+        return list(range(rows))
+    path = args.sample_conditions_file
+    folder = args.train_data_dir or args.dataset_name
+    if path is None and os.path.isfile(os.path.join(folder, "test.json")):
+        path = os.path.join(folder, "test.json")
+    if path is not None:
+        conditions = [[class_names[i] for i in ids] for ids in read_iclevr_conditions(path, class_names)]
+    else:
+        label_column = find_label_column(dataset, args.label_column)
+        first = dataset.with_format(None).select(range(min(rows, len(dataset))))[label_column]
+        conditions = [[class_names[i] for i in ids] for ids in first]
+    return [conditions[row % len(conditions)] for row in range(rows)]
 
 
 def save_epoch_grid(args, samples, num_classes, epoch):
@@ -529,10 +617,12 @@ def save_epoch_grid(args, samples, num_classes, epoch):
     save_grid(tensor_to_pil(samples), rows, cols, os.path.join(args.output_dir, "samples", f"epoch_{epoch:04d}.png"))
 
 
-def sample_for_figures(args, pipeline, num_classes, num_frames: int = 0):
+def sample_for_figures(args, pipeline, row_conditions, num_frames: int = 0):
     """The grid's samples (N, C, H, W in [-1, 1]) from a fixed seed, and `num_frames` snapshots of x_t for a GIF."""
-    rows, cols = grid_shape(num_classes)
-    class_labels = None if num_classes is None else [row for row in range(rows) for _ in range(cols)]
+    rows, cols = grid_shape(pipeline.num_classes)
+    class_labels = (
+        None if row_conditions is None else [row_conditions[row] for row in range(rows) for _ in range(cols)]
+    )
     num_steps = args.num_inference_steps or args.num_train_timesteps
     frames, keep_every = [], max(num_steps // max(num_frames, 1), 1)
 
@@ -555,7 +645,7 @@ def sample_for_figures(args, pipeline, num_classes, num_frames: int = 0):
 
 
 def save_final_outputs(
-    args, pipeline, num_classes, last_epoch, losses_path, train_seconds, images_seen, mixed_precision
+    args, pipeline, row_conditions, last_epoch, losses_path, train_seconds, images_seen, mixed_precision
 ):
     output_dir = args.output_dir
     pipeline.save_pretrained(output_dir)
@@ -563,13 +653,19 @@ def save_final_outputs(
         losses = [json.loads(line)["loss"] for line in f]
     title = f"Training loss (MSE on the {pipeline.scheduler.config.prediction_type} target)"
     save_loss_curve(losses, os.path.join(output_dir, "loss_curve.png"), title=title)
+    num_classes = pipeline.num_classes
     rows, cols = grid_shape(num_classes)
-    samples, frames = sample_for_figures(args, pipeline, num_classes, num_frames=40)
+    samples, frames = sample_for_figures(args, pipeline, row_conditions, num_frames=40)
     save_epoch_grid(args, samples, num_classes, last_epoch)
     upscale = max(1, 64 // args.resolution)
     save_grid(tensor_to_pil(samples, upscale), rows, cols, os.path.join(output_dir, "grid.png"))
     gif_frames = [image_grid(tensor_to_pil(frame, upscale), rows, cols) for frame in frames]
     save_denoising_gif(gif_frames, os.path.join(output_dir, "denoising.gif"))
+    # rows = the grid's first sample of each row, columns = time
+    first_of_rows = [frame[::cols] for frame in frames]
+    denoising_grid(first_of_rows, num_samples=rows, num_columns=10, upscale=upscale).save(
+        os.path.join(output_dir, "denoising_grid.png")
+    )
     metrics = {
         "final_loss": sum(losses[-100:]) / len(losses[-100:]),
         "steps": len(losses),
@@ -577,6 +673,8 @@ def save_final_outputs(
         "images_per_second": round(images_seen / max(train_seconds, 1e-9), 1),
         "num_classes": num_classes,
         "class_names": list(pipeline.id2label.values()) if num_classes else None,
+        "multi_label": pipeline.is_multi_label,
+        "grid_rows": row_conditions,
         "guidance_scale": args.guidance_scale,
         "seed": args.seed,
         "mixed_precision": mixed_precision,

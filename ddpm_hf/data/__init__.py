@@ -9,9 +9,10 @@ from .images import (
 )
 from .tensors import load_image_tensors
 from .toy2d import TOY2D_DATASETS, check_toy2d_name, sample_toy2d, toy2d_normalisation
-from .transforms import channel_mode, dataset_mode, decode_image, preprocess_image
+from .transforms import RESIZE_MODES, channel_mode, dataset_mode, decode_image, preprocess_image
 
 __all__ = [
+    "RESIZE_MODES",
     "BUILTIN_DATASETS",
     "ICLEVR_OBJECTS",
     "iclevr_dataset",

@@ -15,6 +15,7 @@ def load_image_tensors(
     label_column: str | None = None,
     split: str = "train",
     dataset_config_name: str | None = None,
+    resize_mode: str = "crop",
 ):
     """
     Load a dataset (any source `load_image_dataset` takes) as images (N, C, H, W) in [-1, 1], resized and
@@ -23,6 +24,8 @@ def load_image_tensors(
 
     Args:
         mode (`str`, *optional*): `"L"` or `"RGB"`; by default from the images (`dataset_mode` of the first 64).
+        resize_mode (`str`, defaults to `"crop"`): `"crop"` (shorter side, centre crop) or `"stretch"` (whole
+            image to the square), as in `preprocess_image`.
 
     Returns:
         `(images, labels or None, class_names or None)`
@@ -34,7 +37,7 @@ def load_image_tensors(
     label_column = find_label_column(dataset, label_column)
     decoded = [decode_image(value, f"image {index}") for index, value in enumerate(dataset[image_column])]
     mode = mode or dataset_mode(decoded[:64])
-    images = torch.stack([preprocess_image(image, resolution, mode) for image in decoded])
+    images = torch.stack([preprocess_image(image, resolution, mode, resize_mode=resize_mode) for image in decoded])
     if label_column is None:
         return images, None, None
     class_names = class_names_of(dataset, label_column)

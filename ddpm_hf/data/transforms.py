@@ -57,6 +57,9 @@ def to_mode(image: Image.Image, mode: str) -> Image.Image:
     return image.convert(mode)
 
 
+RESIZE_MODES = ("crop", "stretch")
+
+
 def preprocess_image(
     image: Image.Image,
     resolution: int,
@@ -64,13 +67,19 @@ def preprocess_image(
     center_crop: bool = True,
     random_flip: bool = False,
     generator: torch.Generator | None = None,
+    resize_mode: str = "crop",
 ) -> torch.Tensor:
     """
     Resize the shorter side to `resolution` (bicubic), crop a `resolution` square (centre, or random when
     `center_crop=False`), optionally flip left-right with probability 1/2, and return a float tensor (C, H, W) in
-    [-1, 1] with C = 1 for `"L"` and 3 for `"RGB"`.
+    [-1, 1] with C = 1 for `"L"` and 3 for `"RGB"`. With `resize_mode="stretch"` the whole image is resized to the
+    square instead, aspect ratio lost and nothing cut off (i-CLEVR's 320x240 scenes, whose labels name every object).
     """
+    if resize_mode not in RESIZE_MODES:
+        raise ValueError(f"Unknown resize_mode {resize_mode!r}; choose one of {list(RESIZE_MODES)}.")
     image = to_mode(image, mode)
+    if resize_mode == "stretch" and image.size != (resolution, resolution):
+        image = image.resize((resolution, resolution), Image.Resampling.BICUBIC)
     width, height = image.size
     scale = resolution / min(width, height)
     new_size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))

@@ -35,8 +35,9 @@ images = pipe({call_args}generator=torch.manual_seed(0)).images
 images[0].save("sample.png")
 ```
 
-With plain diffusers only: the folder carries the pipeline's and scheduler's source files, which diffusers runs when
-you pass `trust_remote_code=True` (read `pipeline_ddpm_cfg.py` and `scheduler/` first). Same seed, same images.
+With plain diffusers only: the folder carries the source files of its pipeline and of its components that diffusers
+lacks, which diffusers runs when you pass `trust_remote_code=True` (read {source_files} first). Same seed, same
+images.
 
 ```python
 import torch
@@ -60,6 +61,19 @@ images = pipe({call_args}num_inference_steps=20, generator=torch.manual_seed(0))
 def _read_json(path: str) -> dict:
     with open(path) as f:
         return json.load(f)
+
+
+def source_copies(model_index: dict) -> list[str]:
+    """The .py files a saved pipeline folder carries for plain diffusers, as named by its model_index.json."""
+    paths = []
+    class_name = model_index.get("_class_name")
+    if isinstance(class_name, list):
+        paths.append(f"{class_name[0]}.py")
+    for name in ("unet", "scheduler"):
+        library = (model_index.get(name) or [None])[0]
+        if library and library not in ("diffusers", "transformers"):
+            paths.append(f"{name}/{library}.py")
+    return paths
 
 
 def make_model_card(
@@ -89,10 +103,12 @@ def make_model_card(
     model_index = _read_json(os.path.join(folder, "model_index.json"))
     unet_config = _read_json(os.path.join(folder, "unet", "config.json"))
     scheduler_config = _read_json(os.path.join(folder, "scheduler", "scheduler_config.json"))
-    id2label = model_index.get("id2label") or {}
-    conditional = unet_config.get("num_class_embeds") is not None
+    id2label = {int(key): name for key, name in (model_index.get("id2label") or {}).items()}
+    multi_label = "num_labels" in unet_config
+    conditional = multi_label or unet_config.get("num_class_embeds") is not None
     tags = ["diffusers", "ddpm", "ddpm-hf", "pytorch"]
     tags += ["class-conditional", "classifier-free-guidance"] if conditional else ["unconditional"]
+    tags += ["multi-label"] if multi_label else []
     card_data = ModelCardData(
         library_name="diffusers",
         license=license,
@@ -103,13 +119,22 @@ def make_model_card(
     size = unet_config["sample_size"]
     channels = "greyscale" if unet_config["in_channels"] == 1 else "RGB"
     if conditional:
-        names = list(id2label.values())
+        names = [id2label[key] for key in sorted(id2label)]
         conditioning = (
             f"It generates {size}x{size} {channels} images of {len(names)} classes ({', '.join(names[:20])}"
             f"{', ...' if len(names) > 20 else ''}) with classifier-free guidance."
         )
         first_class = json.dumps(names[0]) if names else "0"
-        call_args = f"class_labels=[{first_class}] * 4, guidance_scale={training.get('guidance scale', 3.0)}, "
+        guidance = f"guidance_scale={training.get('guidance scale', 3.0)}, "
+        call_args = f"class_labels=[{first_class}] * 4, {guidance}"
+        if multi_label:
+            conditioning = (
+                f"It generates {size}x{size} {channels} images showing any set of its {len(names)} labels "
+                f"({', '.join(names[:20])}{', ...' if len(names) > 20 else ''}), conditioned on a multi-hot vector, "
+                "with classifier-free guidance."
+            )
+            condition = json.dumps(names[:2]) if len(names) >= 2 else "[0]"
+            call_args = f"class_labels=[{condition}] * 4, {guidance}"
         guidance_note = (
             "`guidance_scale` s mixes the passes as eps_uncond + s * (eps_cond - eps_uncond); the course notation's "
             "omega is s - 1, and s = 1 turns guidance off. "
@@ -148,5 +173,6 @@ def make_model_card(
         call_args=call_args,
         guidance_note=guidance_note,
         mean_note=mean_note,
+        source_files=", ".join(f"`{path}`" for path in source_copies(model_index)),
     )
     return ModelCard(text)

@@ -2,6 +2,8 @@
 
 from diffusers import UNet2DModel
 
+from .conditional_unet import MultiLabelUNet2DModel
+
 UNET_PRESETS = {
     # ~0.5M parameters: the CPU digits demo at 16x16.
     "tiny": {
@@ -56,7 +58,9 @@ def check_resolution(preset: str, resolution: int) -> None:
         )
 
 
-def make_unet(preset: str, resolution: int, channels: int, num_classes: int | None = None) -> UNet2DModel:
+def make_unet(
+    preset: str, resolution: int, channels: int, num_classes: int | None = None, multi_label: bool = False
+) -> UNet2DModel:
     """
     Build a `UNet2DModel` of a preset size.
 
@@ -66,12 +70,24 @@ def make_unet(preset: str, resolution: int, channels: int, num_classes: int | No
         channels (`int`): 1 for greyscale, 3 for RGB; input and output alike.
         num_classes (`int`, *optional*): For a class-conditional model, the number of real classes K. The class
             embedding then has K + 1 rows: id K is the null condition used for classifier-free guidance.
+        multi_label (`bool`, defaults to `False`): Condition on a multi-hot vector over the `num_classes` labels
+            instead ([`MultiLabelUNet2DModel`]; a row of zeros is the null condition).
     """
     check_resolution(preset, resolution)
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (greyscale) or 3 (RGB), got {channels}.")
     if num_classes is not None and num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+    if multi_label:
+        if num_classes is None:
+            raise ValueError("A multi-label model needs num_classes, the number of labels.")
+        return MultiLabelUNet2DModel(
+            sample_size=resolution,
+            in_channels=channels,
+            out_channels=channels,
+            num_labels=num_classes,
+            **UNET_PRESETS[preset],
+        )
     return UNet2DModel(
         sample_size=resolution,
         in_channels=channels,

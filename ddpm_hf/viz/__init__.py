@@ -1,8 +1,9 @@
-from .images import image_grid, save_denoising_gif, save_grid, square_grid, tensor_to_pil
+from .images import denoising_grid, image_grid, save_denoising_gif, save_grid, square_grid, tensor_to_pil
 from .loss_curve import save_loss_curve
 from .points_2d import save_forward_process_figure, save_samples_figure, save_trajectory_gif
 
 __all__ = [
+    "denoising_grid",
     "image_grid",
     "save_denoising_gif",
     "save_forward_process_figure",

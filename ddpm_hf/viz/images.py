@@ -54,6 +54,26 @@ def save_grid(images: list[Image.Image], rows: int, cols: int, path: str, paddin
     return grid
 
 
+def denoising_grid(frames: list, num_samples: int = 8, num_columns: int = 8, upscale: int = 1) -> Image.Image:
+    """
+    The reverse process as one picture: rows = samples, columns = time from pure noise (left) to the final sample.
+
+    Args:
+        frames (`list[torch.Tensor]`): Snapshots of x_t, each (N, C, H, W) in [-1, 1], in sampling order.
+        num_samples (`int`, defaults to 8): Rows: the first samples of each frame (fewer if N is smaller).
+        num_columns (`int`, defaults to 8): Frames shown, evenly spaced, always with the first and the last.
+        upscale (`int`, defaults to 1): Enlarge each image this many times (nearest).
+    """
+    if not frames:
+        raise ValueError("denoising_grid needs at least one frame.")
+    num_columns = min(num_columns, len(frames))
+    num_samples = min(num_samples, frames[0].shape[0])
+    picked = np.linspace(0, len(frames) - 1, num_columns).round().astype(int)
+    columns = [tensor_to_pil(frames[index][:num_samples], upscale) for index in picked]
+    images = [columns[col][row] for row in range(num_samples) for col in range(num_columns)]
+    return image_grid(images, num_samples, num_columns)
+
+
 def save_denoising_gif(frames: list[Image.Image], path: str, frame_ms: int = 100) -> None:
     """Save frames (e.g. grids of x_t through the reverse process) as a looping GIF holding the last frame longer."""
     if not frames:

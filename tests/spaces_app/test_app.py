@@ -17,6 +17,8 @@ import torch
 from PIL import Image
 
 from ddpm_hf import DDPMCFGPipeline, ExtendedDDPMScheduler, make_unet
+from ddpm_hf.schedulers import make_sampler
+from ddpm_hf.viz import square_grid, tensor_to_pil
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from the test server
 gradio_client = pytest.importorskip("gradio_client")
@@ -75,9 +77,6 @@ def test_api_returns_a_grid_an_animation_and_the_time(served):
 
 
 def test_api_images_are_the_pipelines_images(served, tmp_path):
-    from ddpm_hf.schedulers import make_sampler
-    from ddpm_hf.viz import square_grid, tensor_to_pil
-
     pipe = app.load_pipeline(save_tiny_model(tmp_path / "same"))
     pipe.scheduler = make_sampler("dpm_solver++", pipe.scheduler.config)
     images = pipe(class_labels="two", batch_size=2, guidance_scale=2.0, num_inference_steps=5,
@@ -138,6 +137,34 @@ def test_unconditional_model_hides_the_class_picker_and_samples_without_a_class(
         assert timing.startswith("3 image(s), DDPM 5 steps")
         with pytest.raises(gradio_client.exceptions.AppError, match="unconditional; leave the class empty"):
             generate(url, "one", 1.0, 1, "DDPM", 5, 0, False)
+    finally:
+        demo.close()
+
+
+def test_multi_label_model_offers_a_multi_select_and_samples_the_chosen_set(tmp_path):
+    labels = ["red cube", "blue sphere", "green cylinder", "gray cube"]
+    torch.manual_seed(0)
+    unet = make_unet("tiny", 8, 3, len(labels), multi_label=True)
+    folder = str(tmp_path / "multi")
+    DDPMCFGPipeline(unet=unet, scheduler=ExtendedDDPMScheduler(num_train_timesteps=T),
+                    id2label=dict(enumerate(labels))).save_pretrained(folder)  # fmt: skip
+    demo, url = launch(folder)
+    try:
+        (dropdown,) = [c for c in demo.config["components"] if c["type"] == "dropdown"]
+        assert dropdown["props"]["multiselect"] is True and dropdown["props"]["value"] == labels[:2]
+        assert [choice[0] for choice in dropdown["props"]["choices"]] == labels
+        grid_path, _, timing = generate(url, "blue sphere, gray cube", 2.0, 2, "DDIM", 5, 4, False)
+        assert timing.startswith("2 image(s) of labels blue sphere, gray cube, DDIM 5 steps")
+        # the pipeline with the same set of labels (as ids) gives the same images
+        pipe = app.load_pipeline(folder)
+        pipe.scheduler = make_sampler("ddim", pipe.scheduler.config)
+        images = pipe(class_labels=[[1, 3]], batch_size=2, guidance_scale=2.0, num_inference_steps=5,
+                      generator=torch.Generator().manual_seed(4), output_type="pt").images  # fmt: skip
+        expected = np.asarray(square_grid(tensor_to_pil(images * 2 - 1, 32)))
+        np.testing.assert_array_equal(np.asarray(Image.open(grid_path)), expected)
+        for bad in ("", "red cube, red cube", "red cube, purple cone"):
+            with pytest.raises(gradio_client.exceptions.AppError, match="pick one or more labels, each once"):
+                generate(url, bad, 2.0, 1, "DDIM", 5, 0, False)
     finally:
         demo.close()
 

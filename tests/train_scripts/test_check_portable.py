@@ -12,20 +12,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "train_scripts"))
 import check_portable  # noqa: E402
 
 
-def saved(folder, num_classes=3):
+def saved(folder, num_classes=3, multi_label=False):
     torch.manual_seed(0)
-    unet = make_unet("tiny", 8, 1, num_classes)
+    unet = make_unet("tiny", 8, 1, num_classes, multi_label=multi_label)
     DDPMCFGPipeline(unet=unet, scheduler=ExtendedDDPMScheduler(num_train_timesteps=10)).save_pretrained(folder)
     return str(folder)
 
 
-@pytest.mark.parametrize("num_classes", [3, None])
-def test_a_saved_folder_is_portable(tmp_path, num_classes, monkeypatch):
+@pytest.mark.parametrize("num_classes, multi_label", [(3, False), (None, False), (3, True)])
+def test_a_saved_folder_is_portable(tmp_path, num_classes, multi_label, monkeypatch):
     monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))
-    report = check_portable.main(check_portable.parse_args(["--pipeline", saved(tmp_path / "run", num_classes)]))
+    folder = saved(tmp_path / "run", num_classes, multi_label)
+    report = check_portable.main(check_portable.parse_args(["--pipeline", folder]))
     assert report["identical"] and report["max_abs_difference"] == 0.0
-    assert report["images"] == (3 if num_classes else 4)
-    assert all(module.startswith("diffusers_modules") for module in report["plain_diffusers_classes"])
+    # one image per class; a multi-label model: each label alone and with the next one
+    assert report["images"] == (6 if multi_label else 3 if num_classes else 4)
+    pipeline_module, scheduler_module, unet_module = report["plain_diffusers_classes"]
+    assert pipeline_module.startswith("diffusers_modules") and scheduler_module.startswith("diffusers_modules")
+    assert unet_module == (
+        "diffusers_modules.local.conditional_unet" if multi_label else "diffusers.models.unets.unet_2d"
+    )
 
 
 def test_a_copy_that_differs_from_the_weights_is_caught(tmp_path, monkeypatch):

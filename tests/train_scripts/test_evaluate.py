@@ -117,3 +117,44 @@ def test_bad_flags_are_refused(setup):
     with pytest.raises(ValueError, match="steps must be a whole number"):
         evaluate.parse_args(["--pipeline", "p", "--dataset", "d", "--feature_network", str(setup / "judge"),
                              "--output_dir", "o", "--sampler", "ddim:x"])  # fmt: skip
+
+
+def test_multi_label_model_is_scored_on_the_conditions_file_by_iclevrs_rule(tmp_path):
+    from ddpm_hf.data import ICLEVR_OBJECTS, make_synthetic_iclevr
+    from ddpm_hf.metrics import multi_label_accuracy
+
+    folder = make_synthetic_iclevr(str(tmp_path / "iclevr"), num_images=12, resolution=16, num_test=3)
+    torch.manual_seed(0)
+    pipe = DDPMCFGPipeline(
+        unet=make_unet("tiny", 8, 3, 24, multi_label=True), scheduler=ExtendedDDPMScheduler(num_train_timesteps=20),
+        id2label=dict(enumerate(ICLEVR_OBJECTS)),
+    )  # fmt: skip
+    pipe.save_pretrained(tmp_path / "pipe")
+    judge = ImageClassifier(in_channels=3, resolution=8, num_labels=24, multi_label=True, block_channels=(8, 16),
+                            feature_dim=6, pooling="mean_max")  # fmt: skip
+    judge.save_pretrained(tmp_path / "judge")
+    conditions = Path(folder) / "test.json"
+    argv = ["--pipeline", str(tmp_path / "pipe"), "--dataset", folder, "--feature_network", str(tmp_path / "judge"),
+            "--output_dir", str(tmp_path / "eval"), "--cache_dir", str(tmp_path / "cache"), "--guidance_scales", "3",
+            "--sampler", "ddim", "--num_inference_steps", "2", "--num_samples", "7"]  # fmt: skip
+    report = evaluate.main(evaluate.parse_args([*argv, "--conditions", str(conditions)]))
+    (result,) = report["results"]
+    # the same images again, with the file's 3 conditions in turn, judged by i-CLEVR's rule
+    names = json.loads(conditions.read_text())
+    requested = torch.zeros(7, 24)
+    for row in range(7):
+        requested[row, [ICLEVR_OBJECTS.index(name) for name in names[row % 3]]] = 1
+    loaded = DDPMCFGPipeline.from_pretrained(tmp_path / "pipe")
+    loaded.scheduler = evaluate.make_sampler("ddim", loaded.scheduler.config)
+    loaded.set_progress_bar_config(disable=True)
+    images = evaluate.generate(loaded, requested, 7, 3.0, 2, 500, seed=1)
+    _, logits = extract_features(ImageClassifier.from_pretrained(tmp_path / "judge"), images)
+    assert result["accuracy"] == pytest.approx(multi_label_accuracy(logits, requested), abs=1e-12)
+    assert 0 <= report["floor"]["accuracy"] <= 1 and (tmp_path / "eval" / result["grid"]).exists()
+
+    single = tmp_path / "single.npz"
+    np.savez(single, images=np.zeros((4, 8, 8), np.uint8), labels=np.array([0, 1, 0, 1]))
+    with pytest.raises(ValueError, match="--conditions is for multi-label data"):
+        evaluate.main(evaluate.parse_args([*argv, "--dataset", str(single), "--conditions", str(conditions)]))
+    with pytest.raises(ValueError, match="--conditions 'nope.json' is not a file"):
+        evaluate.parse_args([*argv, "--conditions", "nope.json"])

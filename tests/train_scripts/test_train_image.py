@@ -225,7 +225,7 @@ def test_unknown_preset_keys_are_named(tmp_path):
 def test_npz_source_keeps_label_names(tmp_path):
     images = np.random.default_rng(0).integers(0, 255, (6, 8, 8), dtype=np.uint8)
     np.savez(tmp_path / "d.npz", images=images, labels=np.array([0, 1, 0, 1, 0, 1]), label_names=np.array(["x", "y"]))
-    dataset, mode, class_names = train_image.prepare_dataset(
+    dataset, mode, class_names, _ = train_image.prepare_dataset(
         train_image.parse_args(["--dataset_name", str(tmp_path / "d.npz"), "--output_dir", str(tmp_path / "o"), *TINY])
     )
     assert (mode, class_names, len(dataset)) == ("L", ["x", "y"], 6)
@@ -264,7 +264,7 @@ def test_skip_bad_images_drops_them_with_a_count(tmp_path, caplog):
     args = train_image.parse_args(
         ["--train_data_dir", str(data), "--output_dir", str(output_dir), *TINY, "--skip_bad_images"]
     )
-    dataset, _, class_names = train_image.prepare_dataset(args)
+    dataset, _, class_names, _ = train_image.prepare_dataset(args)
     assert len(dataset) == 10 and class_names == ["cat", "dog"]
     assert "skipped 2 unreadable image(s) of 12" in caplog.text and "3.png" in caplog.text and "4.png" in caplog.text
     train_image.main(args)
@@ -289,7 +289,7 @@ def test_mixed_modes_and_sizes_train_in_colour(tmp_path):
     Image.new("RGBA", (20, 11), (255, 0, 0, 128)).save(data / "cat" / "rgba.png")
     Image.new("RGB", (8, 8), (0, 0, 255)).convert("P").save(data / "dog" / "palette.png")
     args = train_image.parse_args(["--train_data_dir", str(data), "--output_dir", str(tmp_path / "run"), *TINY])
-    dataset, mode, _ = train_image.prepare_dataset(args)
+    dataset, mode, _, _ = train_image.prepare_dataset(args)
     assert mode == "RGB"
     assert {tuple(dataset[index]["pixel_values"].shape) for index in range(len(dataset))} == {(3, 8, 8)}
 
@@ -309,13 +309,39 @@ def test_a_folder_holding_another_run_is_never_overwritten_silently(tmp_path):
     assert json.loads((output_dir / "metrics.json").read_text())["steps"] == 2
 
 
-def test_multi_label_data_is_refused_for_class_conditioning_but_trains_unconditionally(tmp_path):
-    from ddpm_hf.data import make_synthetic_iclevr
+def test_multi_label_data_trains_a_multi_label_model_and_is_refused_for_class_conditioning(tmp_path):
+    from ddpm_hf.data import ICLEVR_OBJECTS, make_synthetic_iclevr
 
-    folder = make_synthetic_iclevr(str(tmp_path / "iclevr"), num_images=8, resolution=16)
-    expect_refusal(tmp_path, ["--train_data_dir", folder], "list of labels per image.*--condition none")
-    args = train_image.parse_args(
-        ["--train_data_dir", folder, "--condition", "none", "--output_dir", str(tmp_path / "run"), *TINY]
+    folder = make_synthetic_iclevr(str(tmp_path / "iclevr"), num_images=8, resolution=16, num_test=3)
+    expect_refusal(tmp_path, ["--train_data_dir", folder, "--condition", "class"], "--condition multi_label")
+    expect_refusal(tmp_path, ["--dataset_name", "digits", "--condition", "multi_label"], "one label per image")
+    args = train_image.parse_args(["--train_data_dir", folder, "--condition", "none", "--output_dir", "x", *TINY])
+    dataset, mode, class_names, multi_label = train_image.prepare_dataset(args)
+    assert (mode, class_names, multi_label, len(dataset)) == ("RGB", None, False, 8)
+
+    output_dir = tmp_path / "run"
+    args = train_image.parse_args(["--train_data_dir", folder, "--output_dir", str(output_dir), *TINY])
+    dataset, _, class_names, multi_label = train_image.prepare_dataset(args)
+    assert multi_label and class_names == ICLEVR_OBJECTS
+    train_names = json.loads((Path(folder) / "train.json").read_text())
+    first = sorted(train_names)[0]  # the dataset lists train.json's files in sorted order
+    expected = torch.zeros(24)
+    expected[[ICLEVR_OBJECTS.index(name) for name in train_names[first]]] = 1
+    torch.testing.assert_close(dataset[0]["class_labels"], expected)
+    assert train_image.collate([dataset[0], dataset[1]])["class_labels"].shape == (2, 24)
+
+    train_image.main(args)
+    pipe = DDPMCFGPipeline.from_pretrained(output_dir)
+    assert pipe.is_multi_label and list(pipe.id2label.values()) == ICLEVR_OBJECTS
+    assert (
+        type(pipe.unet).__name__ == "MultiLabelUNet2DModel" and (output_dir / "unet" / "conditional_unet.py").exists()
     )
-    dataset, mode, class_names = train_image.prepare_dataset(args)
-    assert (mode, class_names, len(dataset)) == ("RGB", None, 8)
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    test_conditions = json.loads((Path(folder) / "test.json").read_text())
+    assert metrics["multi_label"] is True and metrics["grid_rows"][:3] == test_conditions
+    with Image.open(output_dir / "grid.png") as grid:
+        assert grid.size == (5 * 64 + 6 * 2, 10 * 64 + 11 * 2)  # 10 rows of conditions x 5, 8 px upscaled 8x
+    with Image.open(output_dir / "denoising_grid.png") as grid:
+        assert grid.size == (10 * 64 + 11 * 2, 10 * 64 + 11 * 2)  # a row per grid row, 10 moments in time
+    card = (output_dir / "README.md").read_text()
+    assert "multi-label" in card and f"class_labels=[{json.dumps(ICLEVR_OBJECTS[:2])}] * 4" in card
