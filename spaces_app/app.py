@@ -56,7 +56,7 @@ def load_pipeline(model: str) -> DDPMCFGPipeline:
 
 def build_demo(pipe: DDPMCFGPipeline, title: str = "ddpm-hf") -> gr.Blocks:
     """The Blocks app around `pipe`; the caller queues and launches it (see `main`)."""
-    class_names = [pipe.id2label[index] for index in sorted(pipe.id2label)] if pipe.num_classes else []
+    class_names = list(pipe.id2label.values()) if pipe.num_classes else []  # in id order
     multi_label = pipe.is_multi_label
     num_train_timesteps = pipe.scheduler.config.num_train_timesteps
     max_steps = min(MAX_STEPS, num_train_timesteps)

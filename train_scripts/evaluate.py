@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from ddpm_hf import DDPMCFGPipeline  # noqa: E402
-from ddpm_hf.data import RESIZE_MODES, load_image_tensors, read_iclevr_conditions  # noqa: E402
+from ddpm_hf.data import RESIZE_MODES, load_image_tensors, multi_hot, read_iclevr_conditions  # noqa: E402
 from ddpm_hf.metrics import (  # noqa: E402
     cached_tensors,
     extract_features,
@@ -216,18 +216,15 @@ def main(args):
     )
 
     num_samples = args.num_samples or len(half_b)
+    if labels is not None:  # what every conditional run is asked for: the file's conditions, else half B's labels
+        wanted = labels[half_b]
+        if args.conditions is not None:
+            wanted = multi_hot(read_iclevr_conditions(args.conditions, class_names), len(class_names))
+        wanted = repeat_to(wanted, num_samples)
     results = []
     for path, pipe in pipes.items():
         conditional = pipe.num_classes is not None and labels is not None
-        requested = None
-        if conditional and args.conditions is not None:
-            ids = read_iclevr_conditions(args.conditions, class_names)
-            file_conditions = torch.zeros(len(ids), len(class_names))
-            for row, condition in enumerate(ids):
-                file_conditions[row, condition] = 1
-            requested = repeat_to(file_conditions, num_samples)
-        elif conditional:
-            requested = repeat_to(labels[half_b], num_samples)
+        requested = wanted if conditional else None
         training_scheduler_config = pipe.scheduler.config
         for sampler, steps in args.samplers:
             pipe.scheduler = make_sampler(sampler, training_scheduler_config)

@@ -35,6 +35,7 @@ from ddpm_hf.data import (
     find_label_column,
     is_multi_label,
     load_image_dataset,
+    multi_hot,
     preprocess_image,
     read_iclevr_conditions,
 )
@@ -311,19 +312,13 @@ def prepare_dataset(args):
             )
         output = {"pixel_values": pixel_values}
         if multi_label:
-            output["class_labels"] = [multi_hot(ids, len(class_names)) for ids in batch[label_column]]
+            output["class_labels"] = list(multi_hot(batch[label_column], len(class_names)))
         elif conditional:
             output["class_labels"] = batch[label_column]
         return output
 
     dataset.set_transform(transform)
     return dataset, mode, class_names, multi_label
-
-
-def multi_hot(ids: list[int], num_labels: int) -> torch.Tensor:
-    vector = torch.zeros(num_labels)
-    vector[ids] = 1
-    return vector
 
 
 def drop_unreadable_images(dataset, image_column):

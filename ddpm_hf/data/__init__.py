@@ -7,7 +7,7 @@ from .images import (
     is_multi_label,
     load_image_dataset,
 )
-from .tensors import load_image_tensors
+from .tensors import load_image_tensors, multi_hot
 from .toy2d import TOY2D_DATASETS, check_toy2d_name, sample_toy2d, toy2d_normalisation
 from .transforms import RESIZE_MODES, channel_mode, dataset_mode, decode_image, preprocess_image
 
@@ -30,6 +30,7 @@ __all__ = [
     "find_label_column",
     "load_image_dataset",
     "load_image_tensors",
+    "multi_hot",
     "preprocess_image",
     "sample_toy2d",
     "toy2d_normalisation",

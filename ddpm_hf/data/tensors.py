@@ -6,6 +6,14 @@ from .images import class_names_of, find_image_column, find_label_column, is_mul
 from .transforms import dataset_mode, decode_image, preprocess_image
 
 
+def multi_hot(label_ids: list[list[int]], num_labels: int) -> torch.Tensor:
+    """Lists of label ids (one list per image) as a multi-hot float tensor (N, num_labels)."""
+    rows = torch.zeros(len(label_ids), num_labels)
+    for row, ids in enumerate(label_ids):
+        rows[row, ids] = 1.0
+    return rows
+
+
 def load_image_tensors(
     dataset_name: str | None = None,
     train_data_dir: str | None = None,
@@ -42,8 +50,5 @@ def load_image_tensors(
         return images, None, None
     class_names = class_names_of(dataset, label_column)
     if is_multi_label(dataset, label_column):
-        multi_hot = torch.zeros(len(dataset), len(class_names))
-        for row, ids in enumerate(dataset[label_column]):
-            multi_hot[row, ids] = 1.0
-        return images, multi_hot, class_names
+        return images, multi_hot(dataset[label_column], len(class_names)), class_names
     return images, torch.tensor(dataset[label_column], dtype=torch.long), class_names

@@ -6,6 +6,8 @@ import os
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from pipelines.pipeline_ddpm_cfg import COMPONENT_NAMES, LOADABLE_LIBRARIES
+
 CARD_TEMPLATE = """---
 {card_data}
 ---
@@ -69,9 +71,9 @@ def source_copies(model_index: dict) -> list[str]:
     class_name = model_index.get("_class_name")
     if isinstance(class_name, list):
         paths.append(f"{class_name[0]}.py")
-    for name in ("unet", "scheduler"):
+    for name in COMPONENT_NAMES:
         library = (model_index.get(name) or [None])[0]
-        if library and library not in ("diffusers", "transformers"):
+        if library and library not in LOADABLE_LIBRARIES:
             paths.append(f"{name}/{library}.py")
     return paths
 
