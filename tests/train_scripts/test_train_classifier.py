@@ -1,6 +1,7 @@
 """train_classifier.py on the bundled digits: a stratified hold-out, a model that loads back, real accuracy."""
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -52,9 +53,101 @@ def test_trains_on_digits_and_saves_a_loadable_judge(tmp_path):
     assert model.config.label_names == [str(d) for d in range(10)] and model.config.resolution == 8
 
 
+def test_gaussian_blur_matches_scipy_in_float64():
+    from scipy.ndimage import gaussian_filter
+
+    images = torch.rand(3, 2, 9, 11, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    sigmas = torch.tensor([0.4, 0.0, 1.3], dtype=torch.float64)
+    blurred = train_classifier.gaussian_blur(images, sigmas, radius=4)
+    for image, sigma, result in zip(images.numpy(), sigmas.tolist(), blurred.numpy()):
+        if sigma == 0:
+            np.testing.assert_allclose(result, image, atol=1e-12)  # no blur
+            continue
+        for channel in range(2):  # scipy's "nearest" mode is edge padding; truncate so that its radius is 4 too
+            expected = gaussian_filter(image[channel], sigma, mode="nearest", truncate=4 / sigma)
+            np.testing.assert_allclose(result[channel], expected, atol=1e-12)
+
+
+def test_random_blur_draws_sigmas_up_to_the_maximum():
+    images = torch.zeros(64, 1, 9, 9)
+    images[:, :, 4, 4] = 1.0  # a point: its blurred centre falls as sigma grows
+    generator = torch.Generator().manual_seed(0)
+    assert torch.equal(train_classifier.random_blur(images, 0.0, generator), images)
+    centres = train_classifier.random_blur(images, 1.0, generator)[:, 0, 4, 4]
+    assert torch.allclose(
+        images.sum(dim=(1, 2, 3)), train_classifier.random_blur(images, 1.0, generator).sum((1, 2, 3))
+    )
+    weakest = 1 / (2 * math.pi)  # the centre of a sigma-1 Gaussian is about 1 / (2 pi sigma^2) of the point
+    assert centres.min() > weakest * 0.9 and centres.max() > 0.9 and centres.std() > 0.1
+
+
+def test_scores_a_separate_test_set_with_the_saved_classifier(tmp_path):
+    digits = load_digits()
+    images = np.repeat(np.repeat((digits.images * 255 / 16).astype(np.uint8), 2, axis=1), 2, axis=2)  # 16x16
+    train, test = slice(0, 1400), slice(1400, None)
+    names = np.array([str(d) for d in range(10)])
+    np.savez(tmp_path / "train.npz", images=images[train], labels=digits.target[train], label_names=names)
+    np.savez(tmp_path / "test.npz", images=images[test], labels=digits.target[test], label_names=names)
+    argv = [
+        "--resolution",
+        "16",
+        "--num_epochs",
+        "10",
+        "--train_batch_size",
+        "32",
+        "--block_channels",
+        "16",
+        "32",
+        "--feature_dim",
+        "32",
+    ]
+    metrics = train_classifier.main(
+        train_classifier.parse_args(
+            [
+                "--dataset_name",
+                str(tmp_path / "train.npz"),
+                "--test_dataset_name",
+                str(tmp_path / "test.npz"),
+                *argv,
+                "--output_dir",
+                str(tmp_path / "judge"),
+            ]  # fmt: skip
+        )
+    )
+    # the saved model, fed the test images directly, gives the same accuracy
+    model = ImageClassifier.from_pretrained(tmp_path / "judge").eval()
+    inputs = torch.from_numpy(images[test]).float()[:, None] / 127.5 - 1
+    with torch.no_grad():
+        predicted = model(inputs).argmax(dim=1).numpy()
+    assert metrics["num_test"] == 397
+    assert metrics["test_accuracy"] == pytest.approx(float((predicted == digits.target[test]).mean()))
+    assert metrics["test_accuracy"] > 0.5  # 10 classes: chance is 0.1
+
+
+def test_a_test_set_with_other_classes_is_refused_before_training(tmp_path):
+    images = np.zeros((4, 8, 8), dtype=np.uint8)
+    np.savez(
+        tmp_path / "test.npz", images=images, labels=np.array([0, 1, 2, 2]), label_names=np.array(["a", "b", "c"])
+    )
+    args = train_classifier.parse_args(
+        [
+            "--dataset_name",
+            "digits",
+            "--test_dataset_name",
+            str(tmp_path / "test.npz"),
+            "--output_dir",
+            str(tmp_path / "judge"),
+        ]  # fmt: skip
+    )
+    with pytest.raises(ValueError, match=r"test_dataset_name .* must have the training data's classes"):
+        train_classifier.main(args)
+    assert not (tmp_path / "judge").exists()
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
+        (["--max_blur", "-1"], "max_blur"),
         (["--validation_fraction", "1.5"], "validation_fraction"),
         (["--resolution", "0"], "resolution"),
         (["--train_data_dir", "x"], "exactly one"),
