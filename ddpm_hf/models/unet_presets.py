@@ -14,6 +14,17 @@ UNET_PRESETS = {
         "norm_num_groups": 8,
         "attention_head_dim": 16,
     },
+    # ~2.7M parameters: three levels, attention only at the lowest (8x8 at 32 px). As fast per step as `tiny` on a
+    # 2-core CPU at 32x32 (attention over 64 positions instead of 256), with four times the weights and a receptive
+    # field that spans the image: the CPU stand-in for multi-object scenes.
+    "compact": {
+        "block_out_channels": (32, 64, 128),
+        "down_block_types": ("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+        "up_block_types": ("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        "layers_per_block": 1,
+        "norm_num_groups": 8,
+        "attention_head_dim": 32,
+    },
     # MNIST-sized: 28/32 px.
     "small": {
         "block_out_channels": (64, 128, 128),
@@ -65,7 +76,7 @@ def make_unet(
     Build a `UNet2DModel` of a preset size.
 
     Args:
-        preset (`str`): One of `tiny`, `small`, `base`, `ddpm_cifar10`.
+        preset (`str`): One of `tiny`, `compact`, `small`, `base`, `ddpm_cifar10`.
         resolution (`int`): Image side in pixels.
         channels (`int`): 1 for greyscale, 3 for RGB; input and output alike.
         num_classes (`int`, *optional*): For a class-conditional model, the number of real classes K. The class

@@ -31,7 +31,7 @@ QUICK = [
 ]  # fmt: skip
 
 
-MULTI_LABEL_PRESETS = {"iclevr_64": (64, "base", "stretch"), "iclevr_synthetic_32": (32, "tiny", "crop")}
+MULTI_LABEL_PRESETS = {"iclevr_64": (64, "base", "stretch"), "iclevr_synthetic_32": (32, "compact", "crop")}
 
 
 def test_every_config_file_is_covered():
