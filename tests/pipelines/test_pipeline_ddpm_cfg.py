@@ -22,18 +22,6 @@ def generator(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-def count_unet_calls(pipe):
-    calls = []
-    original_forward = pipe.unet.forward
-
-    def counting_forward(sample, timestep, class_labels=None, **kwargs):
-        calls.append((sample.shape[0], None if class_labels is None else class_labels.tolist()))
-        return original_forward(sample, timestep, class_labels=class_labels, **kwargs)
-
-    pipe.unet.forward = counting_forward
-    return calls
-
-
 @pytest.mark.parametrize("output_type, kind", [("pil", PIL.Image.Image), ("np", np.ndarray), ("pt", torch.Tensor)])
 def test_output_types(output_type, kind):
     pipe = tiny_pipeline(channels=3)
@@ -56,38 +44,26 @@ def test_names_and_ids_give_the_same_images():
     assert one_for_all.shape[0] == 3
 
 
-def test_guidance_runs_one_batched_forward_per_step_with_the_null_class():
+def test_guidance_runs_one_batched_forward_per_step_with_the_null_class(record_unet_calls):
     pipe = tiny_pipeline()
-    calls = count_unet_calls(pipe)
+    calls = record_unet_calls(pipe)
     pipe(class_labels=[0, 2], guidance_scale=3.0, num_inference_steps=5, generator=generator())
     assert len(calls) == 5
     assert all(batch == 4 and labels == [0, 2, 3, 3] for batch, labels in calls)
 
 
 @pytest.mark.parametrize("guidance_scale, expected_labels", [(1.0, [0, 2]), (0.0, [3, 3])])
-def test_scale_one_or_zero_runs_a_single_pass(guidance_scale, expected_labels):
+def test_scale_one_or_zero_runs_a_single_pass(guidance_scale, expected_labels, record_unet_calls):
     pipe = tiny_pipeline()
-    calls = count_unet_calls(pipe)
+    calls = record_unet_calls(pipe)
     pipe(class_labels=[0, 2], guidance_scale=guidance_scale, num_inference_steps=3, generator=generator())
     assert [labels for _, labels in calls] == [expected_labels] * 3
 
 
-def test_guided_output_is_the_cfg_combination(monkeypatch):
-    import pipelines.pipeline_ddpm_cfg as pipeline_module
-
+def test_guided_output_is_the_cfg_combination(first_step_output):
     pipe = tiny_pipeline()
     start = torch.randn(2, 1, 8, 8, generator=generator(5))
-    monkeypatch.setattr(pipeline_module, "randn_tensor", lambda *args, **kwargs: start.clone())
-    captured = []
-    original_step = pipe.scheduler.step
-
-    def capturing_step(model_output, timestep, sample, **kwargs):
-        captured.append((int(timestep), model_output))
-        return original_step(model_output, timestep, sample, **kwargs)
-
-    monkeypatch.setattr(pipe.scheduler, "step", capturing_step)
-    pipe(class_labels=[1, 2], guidance_scale=2.5, num_inference_steps=1)
-    timestep, guided = captured[0]
+    timestep, guided = first_step_output(pipe, start, class_labels=[1, 2], guidance_scale=2.5, num_inference_steps=1)
     with torch.no_grad():
         conditional = pipe.unet(start, timestep, class_labels=torch.tensor([1, 2])).sample
         unconditional = pipe.unet(start, timestep, class_labels=torch.tensor([3, 3])).sample

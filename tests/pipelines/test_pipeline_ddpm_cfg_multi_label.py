@@ -25,18 +25,6 @@ def generator(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-def record_conditions(pipe):
-    calls = []
-    original_forward = pipe.unet.forward
-
-    def recording_forward(sample, timestep, class_labels=None, **kwargs):
-        calls.append(class_labels.tolist())
-        return original_forward(sample, timestep, class_labels=class_labels, **kwargs)
-
-    pipe.unet.forward = recording_forward
-    return calls
-
-
 def test_names_ids_and_multi_hot_give_the_same_images():
     pipe = tiny_pipeline()
     assert pipe.is_multi_label and pipe.num_classes == 4
@@ -50,33 +38,23 @@ def test_names_ids_and_multi_hot_give_the_same_images():
     assert by_name.shape == (2, 8, 8, 3)
 
 
-def test_guidance_batches_each_condition_with_the_all_zero_null_row():
+def test_guidance_batches_each_condition_with_the_all_zero_null_row(record_unet_calls):
     pipe = tiny_pipeline()
-    calls = record_conditions(pipe)
+    calls = record_unet_calls(pipe)
     pipe(class_labels=[["blue sphere", "gray cube"]], batch_size=2, guidance_scale=3.0, num_inference_steps=3)
     condition, null = [0.0, 1.0, 0.0, 1.0], [0.0] * 4
-    assert calls == [[condition, condition, null, null]] * 3
+    assert calls == [(4, [condition, condition, null, null])] * 3
     calls.clear()
     pipe(batch_size=2, num_inference_steps=2)  # no labels: one pass with the null condition
-    assert calls == [[null, null]] * 2
+    assert calls == [(2, [null, null])] * 2
 
 
-def test_guided_output_is_the_cfg_combination(monkeypatch):
-    import pipelines.pipeline_ddpm_cfg as pipeline_module
-
+def test_guided_output_is_the_cfg_combination(first_step_output):
     pipe = tiny_pipeline()
     start = torch.randn(1, 3, 8, 8, generator=generator(5))
-    monkeypatch.setattr(pipeline_module, "randn_tensor", lambda *args, **kwargs: start.clone())
-    captured = []
-    original_step = pipe.scheduler.step
-
-    def capturing_step(model_output, timestep, sample, **kwargs):
-        captured.append((int(timestep), model_output))
-        return original_step(model_output, timestep, sample, **kwargs)
-
-    monkeypatch.setattr(pipe.scheduler, "step", capturing_step)
-    pipe(class_labels=[["red cube", "green cylinder"]], guidance_scale=2.5, num_inference_steps=1)
-    timestep, guided = captured[0]
+    timestep, guided = first_step_output(
+        pipe, start, class_labels=[["red cube", "green cylinder"]], guidance_scale=2.5, num_inference_steps=1
+    )
     with torch.no_grad():
         conditional = pipe.unet(start, timestep, class_labels=torch.tensor([[1.0, 0, 1, 0]])).sample
         unconditional = pipe.unet(start, timestep, class_labels=torch.zeros(1, 4)).sample
