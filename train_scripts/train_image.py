@@ -40,7 +40,7 @@ from ddpm_hf.data import (
     read_iclevr_conditions,
 )
 from ddpm_hf.hub import make_model_card, push_run_folder
-from ddpm_hf.models import check_resolution
+from ddpm_hf.models import LABEL_CONDITIONINGS, check_resolution
 from ddpm_hf.training import (
     LOSS_WEIGHTINGS,
     TrainingRNG,
@@ -113,6 +113,13 @@ def build_parser():
     parser.add_argument("--dataloader_num_workers", type=int, default=0, help="DataLoader worker processes.")
     # model and diffusion
     parser.add_argument("--model_preset", type=str, default="small", help=f"U-Net size, one of {list(UNET_PRESETS)}.")
+    parser.add_argument(
+        "--label_conditioning",
+        type=str,
+        default="projection",
+        help="Multi-label models: 'projection' (the multi-hot vector projected into the time embedding) or 'tokens' "
+        "(that, plus cross-attention to one token per requested label at the preset's attention levels).",
+    )
     parser.add_argument("--num_train_timesteps", type=int, default=1000, help="Diffusion steps T.")
     parser.add_argument("--beta_schedule", type=str, default="linear", help=f"One of {list(BETA_SCHEDULES)}.")
     parser.add_argument("--beta_start", type=float, default=1e-4, help="First beta (linear/quad).")
@@ -189,6 +196,7 @@ def check_args(args):
     choices = {
         "condition": CONDITIONS,
         "model_preset": tuple(UNET_PRESETS),
+        "label_conditioning": LABEL_CONDITIONINGS,
         "beta_schedule": BETA_SCHEDULES,
         "prediction_type": PREDICTION_TYPES,
         "loss_weighting": LOSS_WEIGHTINGS,
@@ -231,8 +239,10 @@ MODE_SAMPLE = 64  # greyscale training only if these first images are all greysc
 # Settings that make a run what it is: resuming a folder whose run differs in any of them is refused.
 RUN_IDENTITY_KEYS = (
     "dataset_name", "dataset_config_name", "train_data_dir", "image_column", "label_column", "condition",
-    "resolution", "model_preset", "num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "prediction_type",
+    "resolution", "model_preset", "label_conditioning", "num_train_timesteps", "beta_schedule", "beta_start",
+    "beta_end", "prediction_type",
 )  # fmt: skip
+IDENTITY_DEFAULTS_OF_OLDER_RUNS = {"label_conditioning": "projection"}
 
 
 def run_identity(args):
@@ -246,6 +256,8 @@ def check_same_run(args):
         return
     with open(path) as f:
         saved = json.load(f)
+    # a folder written before a key existed ran with that key's default
+    saved = {**IDENTITY_DEFAULTS_OF_OLDER_RUNS, **saved}
     different = {key: (saved.get(key), value) for key, value in run_identity(args).items() if saved.get(key) != value}
     if different:
         changes = ", ".join(f"{key}: {old!r} there, {new!r} now" for key, (old, new) in different.items())
@@ -280,6 +292,11 @@ def prepare_dataset(args):
         )
     conditional = label_column is not None and args.condition != "none"
     multi_label = conditional and multi_label_data
+    if args.label_conditioning != "projection" and not multi_label:
+        raise ValueError(
+            f"--label_conditioning {args.label_conditioning} is for multi-label models; this run is "
+            f"{'class-conditional' if conditional else 'unconditional'}."
+        )
     class_names = class_names_of(dataset, label_column) if conditional else None
     if conditional:
         labels = dataset[label_column]
@@ -360,7 +377,14 @@ def main(args):
     channels = 1 if mode == "L" else 3
     row_conditions = figure_conditions(args, dataset, class_names, multi_label)
     set_seed(args.seed)  # the initial weights too come from --seed
-    model = make_unet(args.model_preset, args.resolution, channels, num_classes, multi_label=multi_label)
+    model = make_unet(
+        args.model_preset,
+        args.resolution,
+        channels,
+        num_classes,
+        multi_label,
+        label_conditioning=args.label_conditioning,
+    )
     noise_scheduler = ExtendedDDPMScheduler(
         num_train_timesteps=args.num_train_timesteps,
         beta_schedule=args.beta_schedule,

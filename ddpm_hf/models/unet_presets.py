@@ -3,6 +3,9 @@
 from diffusers import UNet2DModel
 
 from .conditional_unet import MultiLabelUNet2DModel
+from .label_token_unet import MultiLabelTokenUNet2DModel
+
+LABEL_CONDITIONINGS = ("projection", "tokens")
 
 UNET_PRESETS = {
     # ~0.5M parameters: the CPU digits demo at 16x16.
@@ -70,8 +73,13 @@ def check_resolution(preset: str, resolution: int) -> None:
 
 
 def make_unet(
-    preset: str, resolution: int, channels: int, num_classes: int | None = None, multi_label: bool = False
-) -> UNet2DModel:
+    preset: str,
+    resolution: int,
+    channels: int,
+    num_classes: int | None = None,
+    multi_label: bool = False,
+    label_conditioning: str = "projection",
+) -> UNet2DModel | MultiLabelTokenUNet2DModel:
     """
     Build a `UNet2DModel` of a preset size.
 
@@ -82,16 +90,36 @@ def make_unet(
         num_classes (`int`, *optional*): For a class-conditional model, the number of real classes K. The class
             embedding then has K + 1 rows: id K is the null condition used for classifier-free guidance.
         multi_label (`bool`, defaults to `False`): Condition on a multi-hot vector over the `num_classes` labels
-            instead ([`MultiLabelUNet2DModel`]; a row of zeros is the null condition).
+            instead (a row of zeros is the null condition).
+        label_conditioning (`str`, defaults to `"projection"`): How a multi-label model reads its labels:
+            `"projection"` adds a linear projection of the multi-hot vector to the time embedding
+            ([`MultiLabelUNet2DModel`]); `"tokens"` does that too and lets the preset's attention levels cross-attend
+            to one token per requested label ([`MultiLabelTokenUNet2DModel`]).
     """
     check_resolution(preset, resolution)
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (greyscale) or 3 (RGB), got {channels}.")
     if num_classes is not None and num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+    if label_conditioning not in LABEL_CONDITIONINGS:
+        raise ValueError(
+            f"Unknown label_conditioning {label_conditioning!r}; choose one of {list(LABEL_CONDITIONINGS)}."
+        )
     if multi_label:
         if num_classes is None:
             raise ValueError("A multi-label model needs num_classes, the number of labels.")
+        if label_conditioning == "tokens":
+            settings = dict(UNET_PRESETS[preset])
+            if settings.get("attention_head_dim") is None:  # UNet2DModel's one head per level; here a width all divide
+                settings["attention_head_dim"] = settings["block_out_channels"][0]
+            return MultiLabelTokenUNet2DModel(
+                sample_size=resolution,
+                in_channels=channels,
+                out_channels=channels,
+                num_labels=num_classes,
+                cross_attention_dim=settings["block_out_channels"][-1],
+                **settings,
+            )
         return MultiLabelUNet2DModel(
             sample_size=resolution,
             in_channels=channels,

@@ -37,9 +37,9 @@ sys.modules["pipelines"] = None
 
 # Comparisons with the pipeline as built (not loaded) allow 1e-5: the cosine betas it computes itself and those
 # diffusers computes from the saved config ("squaredcos_cap_v2") agree to float32 rounding. Loaded vs loaded: exact.
-def tiny_pipeline(num_classes=3, prediction_type="epsilon", multi_label=False):
+def tiny_pipeline(num_classes=3, prediction_type="epsilon", multi_label=False, label_conditioning="projection"):
     torch.manual_seed(0)
-    unet = make_unet("tiny", 8, 1, num_classes, multi_label=multi_label)
+    unet = make_unet("tiny", 8, 1, num_classes, multi_label=multi_label, label_conditioning=label_conditioning)
     scheduler = ExtendedDDPMScheduler(num_train_timesteps=T, beta_schedule="cosine", prediction_type=prediction_type)
     pipe = DDPMCFGPipeline(unet=unet, scheduler=scheduler, id2label=NAMES if num_classes else None)
     pipe.set_progress_bar_config(disable=True)
@@ -89,6 +89,7 @@ def test_plain_diffusers_without_ddpm_hf_gives_the_same_images(tmp_path):
         "mean": tiny_pipeline(prediction_type="mean"),
         "unconditional": tiny_pipeline(num_classes=None),
         "multi_label": tiny_pipeline(multi_label=True),
+        "multi_label_tokens": tiny_pipeline(multi_label=True, label_conditioning="tokens"),
     }
     labels = {name: labels_for(pipe) for name, pipe in cases.items()}
     expected = {}
@@ -111,8 +112,9 @@ def test_plain_diffusers_without_ddpm_hf_gives_the_same_images(tmp_path):
             pipe.set_progress_bar_config(disable=True)
             assert type(pipe).__module__.startswith("diffusers_modules"), type(pipe).__module__
             assert type(pipe.scheduler).__module__.startswith("diffusers_modules"), type(pipe.scheduler).__module__
-            if name == "multi_label":
-                assert type(pipe.unet).__module__ == "diffusers_modules.local.conditional_unet", type(pipe.unet)
+            if name.startswith("multi_label"):
+                module = "label_token_unet" if name.endswith("tokens") else "conditional_unet"
+                assert type(pipe.unet).__module__ == "diffusers_modules.local." + module, type(pipe.unet)
             images = pipe(generator=torch.Generator().manual_seed(0), **{labels!r}[name], **{SAMPLE_KWARGS!r}).images
             np.save({str(tmp_path)!r} + "/" + name + ".npy", images)
     """)

@@ -345,3 +345,33 @@ def test_multi_label_data_trains_a_multi_label_model_and_is_refused_for_class_co
         assert grid.size == (10 * 64 + 11 * 2, 10 * 64 + 11 * 2)  # a row per grid row, 10 moments in time
     card = (output_dir / "README.md").read_text()
     assert "multi-label" in card and f"class_labels=[{json.dumps(ICLEVR_OBJECTS[:2])}] * 4" in card
+
+
+def test_label_tokens_train_a_token_model_and_are_refused_without_multi_label_data(tmp_path):
+    from ddpm_hf.data import make_synthetic_iclevr
+
+    folder = make_synthetic_iclevr(str(tmp_path / "iclevr"), num_images=8, resolution=16, num_test=3)
+    expect_refusal(
+        tmp_path,
+        ["--dataset_name", "digits", "--label_conditioning", "tokens"],
+        "--label_conditioning tokens is for multi-label models; this run is class-conditional",
+    )
+    expect_refusal(
+        tmp_path, ["--train_data_dir", folder, "--label_conditioning", "words"], "Unknown --label_conditioning"
+    )
+    output_dir = tmp_path / "run"
+    common = ["--train_data_dir", folder, "--output_dir", str(output_dir), *TINY]
+    train_image.main(train_image.parse_args([*common, "--label_conditioning", "tokens"]))
+    pipe = DDPMCFGPipeline.from_pretrained(output_dir)
+    assert type(pipe.unet).__name__ == "MultiLabelTokenUNet2DModel"
+    assert (output_dir / "unet" / "label_token_unet.py").exists()
+    assert json.loads((output_dir / "run_config.json").read_text())["label_conditioning"] == "tokens"
+    images = pipe(class_labels=[["red cube", "blue sphere"]], num_inference_steps=2, output_type="np").images
+    assert images.shape == (1, 8, 8, 3)
+    with pytest.raises(ValueError, match="label_conditioning: 'tokens' there, 'projection' now"):
+        train_image.parse_args([*common, "--resume_from_checkpoint", "latest"])
+    # a folder written before the flag existed ran with the projection, and resumes as one
+    run_config = json.loads((output_dir / "run_config.json").read_text())
+    del run_config["label_conditioning"]
+    (output_dir / "run_config.json").write_text(json.dumps(run_config))
+    assert train_image.parse_args([*common, "--resume_from_checkpoint", "latest"]).label_conditioning == "projection"
