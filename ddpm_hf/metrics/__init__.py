@@ -1,4 +1,4 @@
-from .accuracy import multi_label_accuracy, single_label_accuracy
+from .accuracy import multi_label_accuracy, multi_label_accuracy_by_count, single_label_accuracy
 from .chamfer import chamfer_distance
 from .fid import extract_features, frechet_distance, inception_feature_network, inception_score, kernel_distance
 from .reference_cache import cached_tensors, file_fingerprint
@@ -13,5 +13,6 @@ __all__ = [
     "inception_score",
     "kernel_distance",
     "multi_label_accuracy",
+    "multi_label_accuracy_by_count",
     "single_label_accuracy",
 ]

@@ -25,3 +25,19 @@ def multi_label_accuracy(logits: torch.Tensor, requested: torch.Tensor) -> float
     for scores, wanted, k in zip(logits, requested, counts.tolist()):
         hits += int(wanted[scores.topk(k).indices].sum())
     return hits / int(counts.sum())
+
+
+def multi_label_accuracy_by_count(logits: torch.Tensor, requested: torch.Tensor) -> dict[int, dict]:
+    """
+    `multi_label_accuracy` split by the number of labels requested per image: {k: {"accuracy", "images"}} for each k
+    that occurs, in increasing order (i-CLEVR: scenes of 1, 2 and 3 objects).
+    """
+    if logits.shape != requested.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and requested {tuple(requested.shape)} must have one shape.")
+    counts = requested.to(logits.device).bool().sum(dim=1)
+    split = {}
+    for count in sorted(set(counts.tolist())):
+        rows = counts == count
+        split[count] = {"accuracy": multi_label_accuracy(logits[rows], requested[rows.to(requested.device)]),
+                        "images": int(rows.sum())}  # fmt: skip
+    return split

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ddpm_hf.metrics import multi_label_accuracy, single_label_accuracy
+from ddpm_hf.metrics import multi_label_accuracy, multi_label_accuracy_by_count, single_label_accuracy
 
 
 def test_single_label_accuracy_is_the_argmax_hit_rate():
@@ -22,3 +22,18 @@ def test_multi_label_accuracy_takes_the_top_k_of_each_image():
     assert multi_label_accuracy(logits, requested) == pytest.approx(4 / 6)
     with pytest.raises(ValueError, match="at least one requested label"):
         multi_label_accuracy(logits, torch.zeros_like(requested))
+
+
+def test_multi_label_accuracy_by_count_splits_the_same_hits():
+    # the three images above plus a fourth asking for {1, 4} whose top-2 are 1 and 4 -> 2 hits of 2
+    logits = torch.tensor(
+        [[0.5, 0.8, 0.1, 0.9, 0.0], [0.0, 0.1, 0.7, 0.2, 0.3], [0.9, 0.8, 0.1, 0.0, 0.85], [0.0, 0.9, 0.0, 0.1, 0.8]]
+    )
+    requested = torch.tensor([[1, 0, 0, 1, 0], [0, 0, 1, 0, 0], [1, 1, 1, 0, 0], [0, 1, 0, 0, 1]])
+    split = multi_label_accuracy_by_count(logits, requested)
+    assert list(split) == [1, 2, 3]
+    assert split[1] == {"accuracy": 1.0, "images": 1}
+    assert split[2] == {"accuracy": pytest.approx(3 / 4), "images": 2}
+    assert split[3] == {"accuracy": pytest.approx(2 / 3), "images": 1}
+    with pytest.raises(ValueError, match="must have one shape"):
+        multi_label_accuracy_by_count(logits, requested[:, :4])

@@ -150,6 +150,13 @@ def test_multi_label_model_is_scored_on_the_conditions_file_by_iclevrs_rule(tmp_
     images = evaluate.generate(loaded, requested, 7, 3.0, 2, 500, seed=1)
     _, logits = extract_features(ImageClassifier.from_pretrained(tmp_path / "judge"), images)
     assert result["accuracy"] == pytest.approx(multi_label_accuracy(logits, requested), abs=1e-12)
+    counts = requested.sum(dim=1)
+    for count, row in result["accuracy_by_label_count"].items():
+        rows = counts == count
+        assert row == {"accuracy": pytest.approx(multi_label_accuracy(logits[rows], requested[rows])),
+                       "images": int(rows.sum())}  # fmt: skip
+    assert sum(row["images"] for row in result["accuracy_by_label_count"].values()) == 7
+    assert "accuracy by labels asked" in (tmp_path / "eval" / "report.md").read_text()
     assert 0 <= report["floor"]["accuracy"] <= 1 and (tmp_path / "eval" / result["grid"]).exists()
 
     single = tmp_path / "single.npz"
