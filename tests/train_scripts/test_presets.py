@@ -124,8 +124,9 @@ def test_multi_label_preset_parses_and_trains_a_step_on_a_synthetic_iclevr_folde
     resolution, preset, resize_mode = MULTI_LABEL_PRESETS[name]
     config = str(CONFIGS / f"{name}.yaml")
     args = train_image.parse_args(["--config", config, "--output_dir", str(tmp_path / "o")])
-    assert (args.condition, args.resolution, args.model_preset, args.resize_mode) == (
+    assert (args.condition, args.label_conditioning, args.resolution, args.model_preset, args.resize_mode) == (
         "multi_label",
+        "tokens",
         resolution,
         preset,
         resize_mode,
@@ -142,6 +143,6 @@ def test_multi_label_preset_parses_and_trains_a_step_on_a_synthetic_iclevr_folde
         )
     )
     unet_config = json.loads((output_dir / "unet" / "config.json").read_text())
-    assert unet_config["_class_name"] == "MultiLabelUNet2DModel" and unet_config["num_labels"] == 24
+    assert unet_config["_class_name"] == "MultiLabelTokenUNet2DModel" and unet_config["num_labels"] == 24
     assert unet_config["sample_size"] == resolution
     assert (output_dir / "grid.png").exists() and (output_dir / "denoising_grid.png").exists()
