@@ -556,6 +556,8 @@ def main(args):
             pipeline = build_pipeline(accelerator, model, ema_model, noise_scheduler, class_names)
             save_epoch_grid(args, sample_for_figures(args, pipeline, row_conditions)[0], num_classes, epoch)
     train_seconds = time.time() - start_time
+    # the training loop's peak, before the final sampling
+    peak_memory = torch.cuda.max_memory_allocated(accelerator.device) if accelerator.device.type == "cuda" else None
     progress.close()
 
     accelerator.wait_for_everyone()
@@ -570,6 +572,7 @@ def main(args):
             train_seconds,
             images_seen,
             accelerator.mixed_precision,
+            peak_memory,
         )
         if args.push_to_hub:
             push_run_folder(args.output_dir, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo)
@@ -664,7 +667,7 @@ def sample_for_figures(args, pipeline, row_conditions, num_frames: int = 0):
 
 
 def save_final_outputs(
-    args, pipeline, row_conditions, last_epoch, losses_path, train_seconds, images_seen, mixed_precision
+    args, pipeline, row_conditions, last_epoch, losses_path, train_seconds, images_seen, mixed_precision, peak_memory
 ):
     output_dir = args.output_dir
     pipeline.save_pretrained(output_dir)
@@ -688,7 +691,7 @@ def save_final_outputs(
     metrics = {
         "final_loss": sum(losses[-100:]) / len(losses[-100:]),
         "steps": len(losses),
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": round(train_seconds, 2),
         "images_per_second": round(images_seen / max(train_seconds, 1e-9), 1),
         "num_classes": num_classes,
         "class_names": list(pipeline.id2label.values()) if num_classes else None,
@@ -697,6 +700,8 @@ def save_final_outputs(
         "guidance_scale": args.guidance_scale,
         "seed": args.seed,
         "mixed_precision": mixed_precision,
+        "unet_parameters": sum(parameter.numel() for parameter in pipeline.unet.parameters()),
+        "peak_gpu_memory_gib": None if peak_memory is None else round(peak_memory / 2**30, 3),
     }
     with open(os.path.join(output_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)

@@ -58,6 +58,8 @@ def check_run(output_dir, expected_classes):
     assert metrics["steps"] == 4 and np.isfinite(metrics["final_loss"]) and metrics["images_per_second"] > 0
     pipe = DDPMCFGPipeline.from_pretrained(output_dir)
     pipe.set_progress_bar_config(disable=True)
+    assert metrics["unet_parameters"] == sum(parameter.numel() for parameter in pipe.unet.parameters())
+    assert metrics["peak_gpu_memory_gib"] is None  # CPU runs
     if expected_classes is None:
         assert pipe.num_classes is None
     else:
