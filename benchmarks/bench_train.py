@@ -12,8 +12,9 @@ Cases (unconditional, as the example is):
   passes --use_ema), gradient clipping at 1.0, `loss.item()` every step. One deviation: it keeps the data's channel
   count instead of converting to RGB, so that both sides train the same U-Net (parameter counts are asserted equal).
 - `diffusers_example_tuned`: the same with --tuned_mixed_precision (bf16) and --tuned_workers loader workers.
-- `ddpm_hf`: the training script itself (`accelerate launch train_scripts/train_image.py`), same data, U-Net, batch,
-  steps and precision as the plain baseline; its own metrics.json gives images/s over its training loop.
+- `ddpm_hf`: the training script itself (`accelerate launch train_scripts/train_image.py`), same data, U-Net, batch
+  and steps, precision --ours_mixed_precision (default fp32, as the plain baseline); its own metrics.json gives
+  images/s over its training loop.
 
 Every case times its whole loop, first step included (no checkpoints or sample grids inside the timed span).
 Writes JSON (--output) and prints a table. Not a test: figures depend on the machine.

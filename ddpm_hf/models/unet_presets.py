@@ -105,6 +105,8 @@ def make_unet(
         raise ValueError(
             f"Unknown label_conditioning {label_conditioning!r}; choose one of {list(LABEL_CONDITIONINGS)}."
         )
+    if label_conditioning == "tokens" and not multi_label:
+        raise ValueError("label_conditioning='tokens' is for multi-label models (multi_label=True).")
     if multi_label:
         if num_classes is None:
             raise ValueError("A multi-label model needs num_classes, the number of labels.")

@@ -118,3 +118,5 @@ def test_bad_input():
         model(torch.randn(1, 3, 8, 8), 1)
     with pytest.raises(ValueError, match="Unknown label_conditioning 'attention'"):
         make_unet("tiny", 8, 3, 5, multi_label=True, label_conditioning="attention")
+    with pytest.raises(ValueError, match="'tokens' is for multi-label models"):
+        make_unet("tiny", 8, 3, 5, label_conditioning="tokens")
