@@ -45,6 +45,7 @@ from ddpm_hf import make_unet
 from ddpm_hf.data import dataset_mode, decode_image, find_image_column, load_image_dataset
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CASES = ("diffusers_example", "diffusers_example_tuned", "ddpm_hf")
 
 
 def parse_args(argv=None):
@@ -59,8 +60,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--cases",
         nargs="+",
-        default=["diffusers_example", "diffusers_example_tuned", "ddpm_hf"],
-        help="Which of diffusers_example, diffusers_example_tuned, ddpm_hf to run.",
+        default=list(CASES),
+        help=f"Which of {', '.join(CASES)} to run.",
     )
     parser.add_argument("--tuned_mixed_precision", type=str, default="bf16", help="Precision of the tuned baseline.")
     parser.add_argument("--tuned_workers", type=int, default=8, help="Loader workers of the tuned baseline.")
@@ -73,11 +74,9 @@ def parse_args(argv=None):
     )
     parser.add_argument("--output", type=str, default="bench_train.json", help="Where to write the JSON results.")
     args = parser.parse_args(argv)
-    unknown = [case for case in args.cases if case not in ("diffusers_example", "diffusers_example_tuned", "ddpm_hf")]
+    unknown = [case for case in args.cases if case not in CASES]
     if unknown:
-        raise ValueError(
-            f"Unknown case(s) {unknown}; choose from diffusers_example, diffusers_example_tuned, ddpm_hf."
-        )
+        raise ValueError(f"Unknown case(s) {unknown}; choose from {', '.join(CASES)}.")
     if args.batch_size < 1 or args.steps < 1:
         raise ValueError(f"--batch_size and --steps must be >= 1, got {args.batch_size} and {args.steps}.")
     return args
@@ -114,7 +113,10 @@ def example_transform(resolution, mode):
 
 
 def run_diffusers_example(args, dataset, mode, mixed_precision, num_workers):
-    """The example's loop: returns (seconds for --steps steps, parameter count, peak GPU memory in GiB or None)."""
+    """
+    The example's loop. Returns seconds for --steps steps, the U-Net's parameter count, peak GPU memory in GiB (None on
+    CPU), the library that ran the transforms and the last step's loss.
+    """
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=args.device == "cpu")
     image_column = find_image_column(dataset)
     augment, transform_library = example_transform(args.resolution, mode)
