@@ -17,10 +17,11 @@ import shutil
 import time
 
 import datasets
+import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.logging import get_logger
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, TorchDynamoPlugin, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 from ddpm_hf import BETA_SCHEDULES, PREDICTION_TYPES, UNET_PRESETS, DDPMCFGPipeline, ExtendedDDPMScheduler, make_unet
 from ddpm_hf.data import (
     RESIZE_MODES,
+    IndexDataset,
     class_names_of,
     dataset_mode,
     decode_image,
@@ -36,8 +38,11 @@ from ddpm_hf.data import (
     is_multi_label,
     load_image_dataset,
     multi_hot,
+    preload_images,
     preprocess_image,
     read_iclevr_conditions,
+    resize_and_crop,
+    uint8_to_model_input,
 )
 from ddpm_hf.hub import make_model_card, push_run_folder
 from ddpm_hf.models import LABEL_CONDITIONINGS, check_resolution
@@ -57,6 +62,9 @@ logger = get_logger(__name__, log_level="INFO")
 
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 CONDITIONS = ("auto", "none", "class", "multi_label")
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+DATA_ON_DEVICE_AUTO_GIB = 4.0
+LOSS_READ_STEPS_CUDA = 50
 
 
 def build_parser():
@@ -159,6 +167,57 @@ def build_parser():
         "--mixed_precision", type=str, default=None, help="'no', 'fp16' or 'bf16'; default: accelerate's config."
     )
     parser.add_argument("--seed", type=int, default=0, help="Seed of training and of the saved samples.")
+    # speed: None means "auto", on where it is known to pay (CUDA) and off elsewhere
+    parser.add_argument(
+        "--channels_last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Train in channels_last memory format (default: on CUDA).",
+    )
+    parser.add_argument(
+        "--fused_adamw",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="AdamW's fused implementation, one kernel for all parameters (default: on CUDA).",
+    )
+    parser.add_argument(
+        "--foreach_ema",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Update the EMA weights with multi-tensor (foreach) operations.",
+    )
+    parser.add_argument(
+        "--torch_compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Compile the U-Net with torch.compile (through accelerate; default: on CUDA). The first steps then "
+        "include the compile warm-up, which torch caches on disk for later runs of the same model.",
+    )
+    parser.add_argument(
+        "--torch_compile_mode",
+        type=str,
+        default=None,
+        help=f"torch.compile mode, one of {list(COMPILE_MODES)}; default: torch's default.",
+    )
+    parser.add_argument(
+        "--compile_backend", type=str, default="inductor", help="torch.compile backend (e.g. inductor, aot_eager)."
+    )
+    parser.add_argument(
+        "--data_on_device",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Decode, resize and crop every image once before training and keep them as uint8 on the training device; "
+        "flips and scaling then happen there. Needs --center_crop. Default: on CUDA when the images take at most "
+        f"{DATA_ON_DEVICE_AUTO_GIB:g} GiB and 1/4 of the GPU's memory.",
+    )
+    parser.add_argument(
+        "--loss_read_steps",
+        type=int,
+        default=None,
+        help="Copy the loss to the host (to log it and check that it is finite) every N steps instead of every step, "
+        "so the GPU is never waited on in between; always before a checkpoint. Default: 1 on the CPU, "
+        f"{LOSS_READ_STEPS_CUDA} on CUDA.",
+    )
     # outputs
     parser.add_argument("--output_dir", type=str, default=None, help="Run folder (required).")
     parser.add_argument("--overwrite_output_dir", action="store_true", help="Replace a folder holding another run.")
@@ -204,6 +263,7 @@ def check_args(args):
         "lr_scheduler": LR_SCHEDULERS,
         "logger": ("tensorboard", "none"),
         "mixed_precision": (None, "no", "fp16", "bf16"),
+        "torch_compile_mode": COMPILE_MODES,
     }
     for name, allowed in choices.items():
         if getattr(args, name) not in allowed:
@@ -212,6 +272,13 @@ def check_args(args):
                  "checkpointing_steps", "save_images_epochs", "resolution"):  # fmt: skip
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}.")
+    if args.loss_read_steps is not None and args.loss_read_steps < 1:
+        raise ValueError(f"--loss_read_steps must be >= 1, got {args.loss_read_steps}.")
+    if args.data_on_device and not args.center_crop:
+        raise ValueError(
+            "--data_on_device keeps one crop of each image, and --no-center_crop asks for a new random crop every "
+            "epoch; drop one of the two."
+        )
     if args.max_train_steps is not None and args.max_train_steps < 1:
         raise ValueError(f"--max_train_steps must be >= 1, got {args.max_train_steps}.")
     if not 0 <= args.cond_drop_prob < 1:
@@ -362,12 +429,64 @@ def drop_unreadable_images(dataset, image_column):
 
 
 def collate(examples):
-    batch = {"pixel_values": torch.stack([example["pixel_values"] for example in examples])}
+    """Rows of the image dataset (`pixel_values`) or of the `IndexDataset` over preloaded images (`index`)."""
+    batch = {}
+    if "pixel_values" in examples[0]:
+        batch["pixel_values"] = torch.stack([example["pixel_values"] for example in examples])
+    if "index" in examples[0]:
+        batch["index"] = torch.tensor([example["index"] for example in examples], dtype=torch.long)
     if "class_labels" in examples[0]:
         labels = [example["class_labels"] for example in examples]
         is_multi_hot = isinstance(labels[0], torch.Tensor)
         batch["class_labels"] = torch.stack(labels) if is_multi_hot else torch.tensor(labels, dtype=torch.long)
     return batch
+
+
+def resolve_speed_settings(args, device, num_images, channels):
+    """The speed levers this run uses: each flag as given, or for None (auto) on where it pays, i.e. on CUDA."""
+    on_cuda = device.type == "cuda"
+    data_on_device = args.data_on_device
+    if data_on_device is None:
+        image_gib = num_images * channels * args.resolution**2 / 2**30
+        fits = on_cuda and image_gib <= min(
+            DATA_ON_DEVICE_AUTO_GIB, torch.cuda.get_device_properties(device).total_memory / 2**30 / 4
+        )
+        data_on_device = fits and args.center_crop
+    return {
+        "channels_last": on_cuda if args.channels_last is None else args.channels_last,
+        "fused_adamw": on_cuda if args.fused_adamw is None else args.fused_adamw,
+        "foreach_ema": args.foreach_ema,
+        "torch_compile": on_cuda if args.torch_compile is None else args.torch_compile,
+        "data_on_device": data_on_device,
+        "loss_read_steps": args.loss_read_steps or (LOSS_READ_STEPS_CUDA if on_cuda else 1),
+    }
+
+
+def preload_training_data(args, dataset, mode, class_names, multi_label):
+    """
+    --data_on_device: every image decoded, resized and cropped once into a uint8 tensor (N, C, H, W) on the CPU, and
+    an IndexDataset of row numbers and labels for the DataLoader to shuffle and shard as it would the images.
+    """
+    raw = dataset.with_format(None)
+    image_column = find_image_column(dataset, args.image_column)
+
+    def to_uint8_array(row):
+        image = decode_image(row[image_column], f"image in column {image_column!r}")
+        return np.asarray(resize_and_crop(image, args.resolution, mode, resize_mode=args.resize_mode))
+
+    images = preload_images(raw, to_uint8_array, num_workers=args.dataloader_num_workers)
+    labels = None
+    if class_names is not None:
+        labels = raw[find_label_column(dataset, args.label_column)]
+        if multi_label:
+            labels = multi_hot(labels, len(class_names))
+    return images, IndexDataset(len(raw), labels)
+
+
+def read_losses(accelerator, pending_losses):
+    """The mean over processes of each pending step's loss, as floats: one host sync for all of them."""
+    stacked = torch.stack([loss for _, loss, _ in pending_losses])[None]
+    return accelerator.gather(stacked).float().mean(dim=0).tolist()
 
 
 def main(args):
@@ -393,7 +512,13 @@ def main(args):
         prediction_type=args.prediction_type,
     )
 
+    speed = resolve_speed_settings(args, PartialState().device, len(dataset), channels)
     accelerator = Accelerator(
+        dynamo_plugin=(
+            TorchDynamoPlugin(backend=args.compile_backend, mode=args.torch_compile_mode)
+            if speed["torch_compile"]
+            else None
+        ),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         log_with=None if args.logger == "none" else args.logger,
@@ -404,6 +529,12 @@ def main(args):
     )
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     datasets.utils.logging.set_verbosity_error()
+    train_rows, image_cache, preload_seconds = dataset, None, None
+    if speed["data_on_device"]:  # before the output folder is touched: an unreadable image stops the run here
+        preload_start = time.time()
+        image_cache, train_rows = preload_training_data(args, dataset, mode, class_names, multi_label)
+        image_cache = image_cache.to(accelerator.device)
+        preload_seconds = time.time() - preload_start
     if accelerator.is_main_process:
         if args.overwrite_output_dir and args.resume_from_checkpoint is None and os.path.isdir(args.output_dir):
             shutil.rmtree(args.output_dir)
@@ -414,11 +545,11 @@ def main(args):
     set_seed(args.seed)
 
     dataloader = torch.utils.data.DataLoader(
-        dataset,
+        train_rows,
         batch_size=args.train_batch_size,
         shuffle=True,
         collate_fn=collate,
-        num_workers=args.dataloader_num_workers,
+        num_workers=0 if image_cache is not None else args.dataloader_num_workers,
         drop_last=len(dataset) >= args.train_batch_size * accelerator.num_processes,
     )
     optimizer = torch.optim.AdamW(
@@ -427,7 +558,10 @@ def main(args):
         betas=(args.adam_beta1, args.adam_beta2),
         weight_decay=args.adam_weight_decay,
         eps=args.adam_epsilon,
+        fused=speed["fused_adamw"],
     )
+    if speed["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
     model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
     steps_per_epoch = math.ceil(len(dataloader) / args.gradient_accumulation_steps)
     max_train_steps = args.max_train_steps or args.num_epochs * steps_per_epoch
@@ -445,11 +579,12 @@ def main(args):
     ema_model = None
     if args.use_ema:
         ema_model = EMAModel(
-            accelerator.unwrap_model(model).parameters(),
+            accelerator.unwrap_model(model, keep_torch_compile=False).parameters(),
             decay=args.ema_max_decay,
             use_ema_warmup=True,
             inv_gamma=args.ema_inv_gamma,
             power=args.ema_power,
+            foreach=speed["foreach_ema"],
         )
         ema_model.to(accelerator.device)
         accelerator.register_for_checkpointing(ema_model)
@@ -482,13 +617,16 @@ def main(args):
     logger.info(
         f"{len(dataset)} images, {channels} channel(s) at {args.resolution}px, classes: {class_names}; "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; {max_train_steps} steps of "
-        f"{args.train_batch_size}x{accelerator.num_processes}x{args.gradient_accumulation_steps} images"
+        f"{args.train_batch_size}x{accelerator.num_processes}x{args.gradient_accumulation_steps} images; speed "
+        f"settings {speed}"
     )
 
     progress = tqdm(
         range(max_train_steps), initial=global_step, disable=not accelerator.is_local_main_process, desc="train"
     )
     null_class = num_classes
+    # Losses stay on the device until read, every --loss_read_steps steps and before every checkpoint.
+    pending_losses, step_loss, steps_this_run, first_step_seconds, first_step_images = [], None, 0, None, 0
     start_time, images_seen = time.time(), 0
     for epoch in range(first_epoch, num_epochs):
         model.train()
@@ -498,7 +636,14 @@ def main(args):
         if epoch == first_epoch and resume_batches:
             epoch_loader = accelerator.skip_first_batches(dataloader, resume_batches)
         for batch in epoch_loader:
-            clean_images = batch["pixel_values"]
+            if image_cache is None:
+                clean_images = batch["pixel_values"]
+            else:
+                clean_images = uint8_to_model_input(
+                    image_cache[batch["index"]], args.random_flip, training_rng.generator
+                )
+            if speed["channels_last"]:
+                clean_images = clean_images.contiguous(memory_format=torch.channels_last)
             model_kwargs = {}
             if num_classes is not None:
                 # classifier-free guidance training: the label becomes the null class with probability cond_drop_prob
@@ -519,82 +664,112 @@ def main(args):
                     loss_weighting=args.loss_weighting,
                     **model_kwargs,
                 )
-                # gathered, so that every process stops at the same step, before the bad loss updates the weights
-                if not torch.isfinite(accelerator.gather(loss.detach())).all():
-                    raise RuntimeError(non_finite_loss_message(args, loss.item(), global_step + 1, checkpoints_dir))
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad()
             images_seen += clean_images.shape[0] * accelerator.num_processes
+            # the mean over the accumulated batches; a non-finite one anywhere makes it non-finite
+            micro_loss = loss.detach() / args.gradient_accumulation_steps
+            step_loss = micro_loss if step_loss is None else step_loss + micro_loss
             if not accelerator.sync_gradients:
                 continue
             # One optimizer step has happened on every process.
             lr_scheduler.step()
             if ema_model is not None:
-                ema_model.step(accelerator.unwrap_model(model).parameters())
+                ema_model.step(accelerator.unwrap_model(model, keep_torch_compile=False).parameters())
             global_step += 1
-            step_loss = accelerator.gather(loss.detach()).mean().item()
-            logs = {"loss": step_loss, "lr": lr_scheduler.get_last_lr()[0], "step": global_step}
+            steps_this_run += 1
+            logs = {"lr": lr_scheduler.get_last_lr()[0], "step": global_step}
             if ema_model is not None:
                 logs["ema_decay"] = ema_model.cur_decay_value
+            pending_losses.append((global_step, step_loss, logs))
+            step_loss = None
             progress.update(1)
-            progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{logs['lr']:.2e}")
-            if args.logger != "none":
-                accelerator.log(logs, step=global_step)
-            if accelerator.is_main_process:
-                with open(losses_path, "a") as f:
-                    f.write(json.dumps(logs) + "\n")
-            if global_step % args.checkpointing_steps == 0 or global_step == max_train_steps:
+            checkpoint_due = global_step % args.checkpointing_steps == 0 or global_step == max_train_steps
+            if checkpoint_due or steps_this_run == 1 or len(pending_losses) >= speed["loss_read_steps"]:
+                log_losses(args, accelerator, pending_losses, progress, losses_path, checkpoints_dir)
+                pending_losses = []
+                if steps_this_run == 1:  # compile and other warm-up included
+                    first_step_seconds, first_step_images = time.time() - start_time, images_seen
+            if checkpoint_due:
                 save_checkpoint(accelerator, checkpoints_dir, global_step, args.checkpoints_total_limit)
             if global_step >= max_train_steps:
                 break
         if global_step >= max_train_steps:
             break  # the last epoch's samples come from save_final_outputs
         if accelerator.is_main_process and (epoch + 1) % args.save_images_epochs == 0:
+            # outside the timed loop's hot path; the figures' sampling syncs anyway
             pipeline = build_pipeline(accelerator, model, ema_model, noise_scheduler, class_names)
             save_epoch_grid(args, sample_for_figures(args, pipeline, row_conditions)[0], num_classes, epoch)
-    train_seconds = time.time() - start_time
+    train_seconds = time.time() - start_time  # the last step's losses were read, so its work is done
     # the training loop's peak, before the final sampling
     peak_memory = torch.cuda.max_memory_allocated(accelerator.device) if accelerator.device.type == "cuda" else None
     progress.close()
+    after_first = train_seconds - (first_step_seconds or 0)
+    run_metrics = {
+        "train_seconds": round(train_seconds, 2),
+        "images_per_second": round(images_seen / max(train_seconds, 1e-9), 1),
+        "first_step_seconds": None if first_step_seconds is None else round(first_step_seconds, 2),
+        "images_per_second_after_first_step": (
+            round((images_seen - first_step_images) / after_first, 1)
+            if steps_this_run > 1 and after_first > 0
+            else None
+        ),
+        "data_preload_seconds": None if preload_seconds is None else round(preload_seconds, 2),
+        "mixed_precision": accelerator.mixed_precision,
+        "peak_gpu_memory_gib": None if peak_memory is None else round(peak_memory / 2**30, 3),
+        "speed_settings": speed,
+    }
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         pipeline = build_pipeline(accelerator, model, ema_model, noise_scheduler, class_names)
-        save_final_outputs(
-            args,
-            pipeline,
-            row_conditions,
-            num_epochs - 1,
-            losses_path,
-            train_seconds,
-            images_seen,
-            accelerator.mixed_precision,
-            peak_memory,
-        )
+        save_final_outputs(args, pipeline, row_conditions, num_epochs - 1, losses_path, run_metrics)
         if args.push_to_hub:
             push_run_folder(args.output_dir, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo)
     accelerator.end_training()
 
 
+def log_losses(args, accelerator, pending_losses, progress, losses_path, checkpoints_dir):
+    """
+    Read the pending steps' losses (one host sync), log the finite ones, and stop the run at the first non-finite one.
+    Every process reads at the same steps, so all of them stop together, and always before a checkpoint, so no
+    checkpoint or saved model holds weights that a non-finite loss updated.
+    """
+    step_losses = read_losses(accelerator, pending_losses)
+    for (step, _, logs), step_loss in zip(pending_losses, step_losses):
+        if not math.isfinite(step_loss):
+            raise RuntimeError(non_finite_loss_message(args, step_loss, step, checkpoints_dir))
+        logs = {"loss": step_loss, **logs}
+        if args.logger != "none":
+            accelerator.log(logs, step=step)
+        if accelerator.is_main_process:
+            with open(losses_path, "a") as f:
+                f.write(json.dumps(logs) + "\n")
+    progress.set_postfix(loss=f"{step_losses[-1]:.4f}", lr=f"{pending_losses[-1][2]['lr']:.2e}")
+
+
 def non_finite_loss_message(args, value, step, checkpoints_dir):
     kept = [os.path.basename(path) for _, path in list_checkpoints(checkpoints_dir)]
     return (
-        f"Loss became {value} at step {step}; training stopped before that loss updated the weights. Checkpoints "
-        f"kept in {checkpoints_dir}: {kept or 'none yet'}. Usual causes: a learning rate too high (--learning_rate "
-        f"{args.learning_rate:g}; try 3-10x lower, or more --lr_warmup_steps) and fp16 overflow (--mixed_precision "
-        f"{args.mixed_precision}; use bf16 or no). Change them, then --resume_from_checkpoint latest or start anew."
+        f"Loss became {value} at step {step}; training stopped there, and no checkpoint or saved model holds weights "
+        f"that loss updated. Checkpoints kept in {checkpoints_dir}: {kept or 'none yet'}. Usual causes: a learning "
+        f"rate too high (--learning_rate {args.learning_rate:g}; try 3-10x lower, or more --lr_warmup_steps) and fp16 "
+        f"overflow (--mixed_precision {args.mixed_precision}; use bf16 or no). Change them, then "
+        "--resume_from_checkpoint latest or start anew."
     )
 
 
 def build_pipeline(accelerator, model, ema_model, noise_scheduler, class_names):
-    """A pipeline holding a copy of the network with the EMA weights when EMA is on."""
-    unet = accelerator.unwrap_model(model)
+    """
+    A pipeline holding a copy of the network (plain, contiguous, uncompiled) with the EMA weights when EMA is on.
+    """
+    trained = accelerator.unwrap_model(model, keep_torch_compile=False)
+    unet = type(trained).from_config(trained.config).to(accelerator.device)
+    unet.load_state_dict(trained.state_dict())
     if ema_model is not None:
-        unet = type(unet).from_config(unet.config).to(accelerator.device)
-        unet.load_state_dict(accelerator.unwrap_model(model).state_dict())
         ema_model.copy_to(unet.parameters())
     unet.eval()
     id2label = dict(enumerate(class_names)) if class_names else None
@@ -666,9 +841,7 @@ def sample_for_figures(args, pipeline, row_conditions, num_frames: int = 0):
     return images * 2 - 1, frames
 
 
-def save_final_outputs(
-    args, pipeline, row_conditions, last_epoch, losses_path, train_seconds, images_seen, mixed_precision, peak_memory
-):
+def save_final_outputs(args, pipeline, row_conditions, last_epoch, losses_path, run_metrics):
     output_dir = args.output_dir
     pipeline.save_pretrained(output_dir)
     with open(losses_path) as f:
@@ -691,17 +864,14 @@ def save_final_outputs(
     metrics = {
         "final_loss": sum(losses[-100:]) / len(losses[-100:]),
         "steps": len(losses),
-        "train_seconds": round(train_seconds, 2),
-        "images_per_second": round(images_seen / max(train_seconds, 1e-9), 1),
+        **run_metrics,
         "num_classes": num_classes,
         "class_names": list(pipeline.id2label.values()) if num_classes else None,
         "multi_label": pipeline.is_multi_label,
         "grid_rows": row_conditions,
         "guidance_scale": args.guidance_scale,
         "seed": args.seed,
-        "mixed_precision": mixed_precision,
         "unet_parameters": sum(parameter.numel() for parameter in pipeline.unet.parameters()),
-        "peak_gpu_memory_gib": None if peak_memory is None else round(peak_memory / 2**30, 3),
     }
     with open(os.path.join(output_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)

@@ -7,11 +7,13 @@ from .images import (
     is_multi_label,
     load_image_dataset,
 )
+from .preload import IndexDataset, preload_images, uint8_to_model_input
 from .tensors import load_image_tensors, multi_hot
 from .toy2d import TOY2D_DATASETS, check_toy2d_name, sample_toy2d, toy2d_normalisation
-from .transforms import RESIZE_MODES, channel_mode, dataset_mode, decode_image, preprocess_image
+from .transforms import RESIZE_MODES, channel_mode, dataset_mode, decode_image, preprocess_image, resize_and_crop
 
 __all__ = [
+    "IndexDataset",
     "RESIZE_MODES",
     "BUILTIN_DATASETS",
     "ICLEVR_OBJECTS",
@@ -31,7 +33,10 @@ __all__ = [
     "load_image_dataset",
     "load_image_tensors",
     "multi_hot",
+    "preload_images",
     "preprocess_image",
+    "resize_and_crop",
     "sample_toy2d",
     "toy2d_normalisation",
+    "uint8_to_model_input",
 ]

@@ -60,20 +60,17 @@ def to_mode(image: Image.Image, mode: str) -> Image.Image:
 RESIZE_MODES = ("crop", "stretch")
 
 
-def preprocess_image(
+def resize_and_crop(
     image: Image.Image,
     resolution: int,
     mode: str,
     center_crop: bool = True,
-    random_flip: bool = False,
     generator: torch.Generator | None = None,
     resize_mode: str = "crop",
-) -> torch.Tensor:
+) -> Image.Image:
     """
-    Resize the shorter side to `resolution` (bicubic), crop a `resolution` square (centre, or random when
-    `center_crop=False`), optionally flip left-right with probability 1/2, and return a float tensor (C, H, W) in
-    [-1, 1] with C = 1 for `"L"` and 3 for `"RGB"`. With `resize_mode="stretch"` the whole image is resized to the
-    square instead, aspect ratio lost and nothing cut off (i-CLEVR's 320x240 scenes, whose labels name every object).
+    The geometric half of `preprocess_image`: convert to `mode`, resize and crop to a `resolution` square, and return
+    the 8-bit PIL image (what `ddpm_hf.data.preload_images` keeps in memory).
     """
     if resize_mode not in RESIZE_MODES:
         raise ValueError(f"Unknown resize_mode {resize_mode!r}; choose one of {list(RESIZE_MODES)}.")
@@ -91,7 +88,25 @@ def preprocess_image(
     else:
         left = int(torch.randint(0, width - resolution + 1, (1,), generator=generator))
         top = int(torch.randint(0, height - resolution + 1, (1,), generator=generator))
-    image = image.crop((left, top, left + resolution, top + resolution))
+    return image.crop((left, top, left + resolution, top + resolution))
+
+
+def preprocess_image(
+    image: Image.Image,
+    resolution: int,
+    mode: str,
+    center_crop: bool = True,
+    random_flip: bool = False,
+    generator: torch.Generator | None = None,
+    resize_mode: str = "crop",
+) -> torch.Tensor:
+    """
+    Resize the shorter side to `resolution` (bicubic), crop a `resolution` square (centre, or random when
+    `center_crop=False`), optionally flip left-right with probability 1/2, and return a float tensor (C, H, W) in
+    [-1, 1] with C = 1 for `"L"` and 3 for `"RGB"`. With `resize_mode="stretch"` the whole image is resized to the
+    square instead, aspect ratio lost and nothing cut off (i-CLEVR's 320x240 scenes, whose labels name every object).
+    """
+    image = resize_and_crop(image, resolution, mode, center_crop, generator, resize_mode)
     if random_flip and torch.rand(1, generator=generator).item() < 0.5:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
