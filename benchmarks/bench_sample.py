@@ -8,6 +8,9 @@ Cases (each the median of --repeats timed calls after one warm-up call):
 - `two_pass_cfg`: the usual hand-written CFG loop: diffusers' DDPMScheduler and the U-Net called twice per step.
 - `ddpm_hf_uncond` / `diffusers_ddpm_pipeline` (with --unconditional): an unconditional U-Net of the same preset,
   DDPMCFGPipeline without labels against diffusers' DDPMPipeline.
+- `ddpm_hf_cfg_compiled` / `ddpm_hf_uncond_compiled` (with --compiled): the same pipelines after
+  `enable_compiled_sampling(mode=--compile_mode)` (the whole denoising step in one compiled graph; a CUDA graph with
+  reduce-overhead), in --compiled_dtype, channels_last on CUDA. Their warm-up call includes the compile.
 Writes JSON (--output) and prints a table. Not a test: figures depend on the machine.
 """
 
@@ -23,6 +26,8 @@ from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from ddpm_hf import DDPMCFGPipeline, ExtendedDDPMScheduler, make_unet
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Sampling throughput of DDPMCFGPipeline against baselines.")
@@ -37,6 +42,13 @@ def parse_args(argv=None):
     parser.add_argument("--guidance_scale", type=float, default=3.0, help="Guidance scale s (> 1 for two passes).")
     parser.add_argument("--repeats", type=int, default=3, help="Timed calls per case.")
     parser.add_argument("--unconditional", action="store_true", help="Also compare with diffusers' DDPMPipeline.")
+    parser.add_argument("--compiled", action="store_true", help="Also time enable_compiled_sampling().")
+    parser.add_argument(
+        "--compile_mode", type=str, default="reduce-overhead", help="torch.compile mode for --compiled."
+    )
+    parser.add_argument(
+        "--compiled_dtype", type=str, default=None, help="'fp32' or 'bf16' for --compiled; default bf16 on CUDA."
+    )
     parser.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's).")
     parser.add_argument("--output", type=str, default="bench_sample.json", help="Where to write the JSON results.")
@@ -45,6 +57,10 @@ def parse_args(argv=None):
         raise ValueError(f"--guidance_scale must be > 1 so that CFG runs two passes, got {args.guidance_scale}.")
     if args.batch_size < 1 or args.repeats < 1:
         raise ValueError("--batch_size and --repeats must be >= 1.")
+    if args.compiled_dtype is None:
+        args.compiled_dtype = "bf16" if torch.device(args.device).type == "cuda" else "fp32"
+    if args.compiled_dtype not in DTYPES:
+        raise ValueError(f"Unknown --compiled_dtype {args.compiled_dtype!r}; choose one of {list(DTYPES)}.")
     return args
 
 
@@ -85,6 +101,17 @@ def two_pass_cfg(unet, scheduler, class_ids, null_id, guidance_scale, num_steps,
         guided = unconditional + guidance_scale * (conditional - unconditional)
         sample = scheduler.step(guided, timestep, sample, generator=generator).prev_sample
     return (sample / 2 + 0.5).clamp(0, 1)
+
+
+def compiled_copy(args, unet, scheduler_config):
+    """A DDPMCFGPipeline on a copy of `unet` in --compiled_dtype with enable_compiled_sampling(--compile_mode)."""
+    copy = type(unet).from_config(unet.config)
+    copy.load_state_dict(unet.state_dict())
+    pipe = DDPMCFGPipeline(unet=copy, scheduler=ExtendedDDPMScheduler.from_config(scheduler_config))
+    pipe = pipe.to(args.device, DTYPES[args.compiled_dtype])
+    pipe.set_progress_bar_config(disable=True)
+    pipe.enable_compiled_sampling(mode=args.compile_mode)
+    return pipe
 
 
 def load_or_build(args):
@@ -133,6 +160,18 @@ def main(args):
     baseline_images = record("two_pass_cfg", *time_calls(baseline, device, args.repeats), 2 * num_steps)
     # Same noise, same maths: the outputs agree up to float rounding (batched and separate forwards differ there).
     agreement = (ours_images.float().cpu() - baseline_images.float().cpu()).abs().max().item()
+    if args.compiled:
+        compiled = compiled_copy(args, unet, pipe.scheduler.config)
+
+        def ours_compiled():
+            generator = torch.Generator(device="cpu").manual_seed(0)
+            return compiled(class_labels=class_ids, guidance_scale=args.guidance_scale, num_inference_steps=num_steps,
+                            generator=generator, output_type="pt").images  # fmt: skip
+
+        compiled_images = record(
+            "ddpm_hf_cfg_compiled", *time_calls(ours_compiled, device, args.repeats), 2 * num_steps
+        )
+        compiled_agreement = (compiled_images.float().cpu() - ours_images.float().cpu()).abs().max().item()
 
     if args.unconditional:
         torch.manual_seed(0)
@@ -141,7 +180,10 @@ def main(args):
             unet=plain_unet, scheduler=ExtendedDDPMScheduler.from_config(pipe.scheduler.config)
         )
         theirs = DDPMPipeline(unet=plain_unet, scheduler=DDPMScheduler.from_config(pipe.scheduler.config))
-        for name, candidate in (("ddpm_hf_uncond", ours_uncond), ("diffusers_ddpm_pipeline", theirs)):
+        candidates = [("ddpm_hf_uncond", ours_uncond), ("diffusers_ddpm_pipeline", theirs)]
+        if args.compiled:
+            candidates.append(("ddpm_hf_uncond_compiled", compiled_copy(args, plain_unet, pipe.scheduler.config)))
+        for name, candidate in candidates:
             candidate.set_progress_bar_config(disable=True)
             run = lambda candidate=candidate: candidate(  # noqa: E731
                 batch_size=args.batch_size, num_inference_steps=num_steps, output_type="np",
@@ -167,16 +209,28 @@ def main(args):
         report["speedup_uncond"] = round(
             results["diffusers_ddpm_pipeline"]["seconds"] / results["ddpm_hf_uncond"]["seconds"], 3
         )
+    if args.compiled:
+        report["max_abs_difference_compiled_vs_plain"] = compiled_agreement
+        report["speedup_cfg_compiled"] = round(
+            results["two_pass_cfg"]["seconds"] / results["ddpm_hf_cfg_compiled"]["seconds"], 3
+        )
+        if args.unconditional:
+            report["speedup_uncond_compiled"] = round(
+                results["diffusers_ddpm_pipeline"]["seconds"] / results["ddpm_hf_uncond_compiled"]["seconds"], 3
+            )
     with open(args.output, "w") as f:
         json.dump(report, f, indent=2)
     print(f"U-Net {parameters / 1e6:.2f}M parameters, batch {args.batch_size}, {num_steps} steps, {report['device']}")
-    print(f"{'case':26} {'seconds':>9} {'images/s':>10} {'evals/image':>12}")
+    print(f"{'case':26} {'seconds':>9} {'images/s':>10} {'evals/image':>12} {'warm-up s':>10}")
     for name, row in results.items():
         print(
             f"{name:26} {row['seconds']:9.3f} {row['images_per_second']:10.2f} "
-            f"{row['network_evaluations_per_image']:12}"
+            f"{row['network_evaluations_per_image']:12} {row['warmup_seconds']:10.2f}"
         )
     print(f"CFG speed-up over the two-pass loop: {report['speedup_cfg']:.2f}x (outputs agree to {agreement:.1e})")
+    for key in ("speedup_uncond", "speedup_cfg_compiled", "speedup_uncond_compiled"):
+        if key in report:
+            print(f"{key}: {report[key]:.2f}x")
     return report
 
 

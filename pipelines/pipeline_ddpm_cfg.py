@@ -14,14 +14,18 @@ from dataclasses import dataclass
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import DiffusionPipeline
+from diffusers import DDPMScheduler, DiffusionPipeline
 from diffusers.configuration_utils import ConfigMixin
-from diffusers.utils import BaseOutput
+from diffusers.utils import BaseOutput, logging
 from diffusers.utils.hub_utils import load_or_create_model_card, populate_model_card
 from diffusers.utils.torch_utils import randn_tensor
 from huggingface_hub import ModelCard, create_repo, snapshot_download, upload_folder
 
+logger = logging.get_logger(__name__)
+
 OUTPUT_TYPES = ("pil", "np", "pt")
+# DDPMScheduler variance types whose noise scale is a fixed number per step (what the compiled step supports)
+FIXED_VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large")
 COMPONENT_NAMES = ("unet", "scheduler")
 # Libraries diffusers loads components from by name; components of any other module travel as source copies.
 LOADABLE_LIBRARIES = ("diffusers", "transformers")
@@ -75,6 +79,126 @@ class DDPMCFGPipeline(DiffusionPipeline):
         self.register_modules(unet=unet, scheduler=scheduler)
         id2label = {int(key): str(value) for key, value in id2label.items()} if id2label else None
         self.register_to_config(id2label=id2label)
+
+    def enable_compiled_sampling(
+        self,
+        mode: str | None = "reduce-overhead",
+        backend: str = "inductor",
+        channels_last: bool | None = None,
+        fullgraph: bool = False,
+    ):
+        """
+        Sample through one `torch.compile`d denoising step: the U-Net, the guidance mix and the DDPM update (x0 from
+        the model output, clipping, posterior mean, noise) with per-step coefficients read from tables by a step index
+        tensor, so that every step replays the same compiled graph; with `mode="reduce-overhead"` on CUDA, one CUDA
+        graph. The noise of each step is drawn outside it, from the same generator in the same order as the plain
+        loop, so both give the same images up to float rounding. Works with `DDPMScheduler` and its subclasses
+        (`ExtendedDDPMScheduler`) with a fixed variance and no dynamic thresholding; other schedulers keep the plain
+        loop. The first call pays the compile time, and so does the first call with a new batch size or with guidance
+        switched on or off (the guidance scale itself is a tensor input, so a new scale needs no recompile).
+
+        Args:
+            mode (`str`, *optional*, defaults to `"reduce-overhead"`): `torch.compile` mode.
+            backend (`str`, defaults to `"inductor"`): `torch.compile` backend.
+            channels_last (`bool`, *optional*): Put the U-Net in channels_last memory format; default: on CUDA.
+            fullgraph (`bool`, defaults to `False`): Raise instead of splitting the step where torch.compile cannot
+                trace it (a check to find out whether a model compiles into one graph).
+        """
+        self._check_compiled_sampling_support()
+        if channels_last is None:
+            channels_last = self._execution_device.type == "cuda"
+        if channels_last:
+            self.unet.to(memory_format=torch.channels_last)
+        self._compiled_step = torch.compile(
+            self._denoising_step, mode=mode, backend=backend, fullgraph=fullgraph, dynamic=False
+        )
+
+    def disable_compiled_sampling(self):
+        """Go back to the plain loop (`scheduler.step` after each U-Net call)."""
+        self._compiled_step = None
+
+    def _check_compiled_sampling_support(self):
+        scheduler = self.scheduler
+        if not isinstance(scheduler, DDPMScheduler):
+            raise ValueError(
+                f"Compiled sampling steps DDPMScheduler and its subclasses; this pipeline has "
+                f"{type(scheduler).__name__}. Use the plain loop (disable_compiled_sampling) for other samplers."
+            )
+        if scheduler.config.variance_type not in FIXED_VARIANCE_TYPES or scheduler.config.thresholding:
+            raise ValueError(
+                f"Compiled sampling needs variance_type in {list(FIXED_VARIANCE_TYPES)} and no thresholding; this "
+                f"scheduler has variance_type={scheduler.config.variance_type!r}, "
+                f"thresholding={scheduler.config.thresholding}."
+            )
+        if scheduler.config.prediction_type == "mean" and not hasattr(scheduler, "get_x0_and_epsilon"):
+            raise ValueError("prediction_type 'mean' needs ExtendedDDPMScheduler for compiled sampling.")
+
+    def _step_tables(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """
+        Per inference step i, the numbers `scheduler.step` uses at timestep t_i: x0 = a_i * output + b_i * x_t
+        (any prediction type, from the scheduler's own formulas), then x_prev = c_i * clip(x0) + d_i * x_t +
+        s_i * noise (posterior mean coefficients of eq. 7 of Ho et al. 2020, and the step's noise scale, 0 at t = 0).
+        """
+        scheduler = self.scheduler
+        rows = {name: [] for name in ("a", "b", "c", "d", "s")}
+        one, zero = torch.ones(()), torch.zeros(())
+        for timestep in scheduler.timesteps.tolist():
+            prev_t = scheduler.previous_timestep(timestep)
+            alpha_prod_t = scheduler.alphas_cumprod[timestep]
+            alpha_prod_t_prev = scheduler.alphas_cumprod[prev_t] if prev_t >= 0 else scheduler.one
+            beta_prod_t, beta_prod_t_prev = 1 - alpha_prod_t, 1 - alpha_prod_t_prev
+            current_alpha_t = alpha_prod_t / alpha_prod_t_prev
+            current_beta_t = 1 - current_alpha_t
+            # x0 is affine in (output, x_t): read its two coefficients off the scheduler's own x0 formula
+            rows["a"].append(self._predicted_x0(one, timestep, zero) - self._predicted_x0(zero, timestep, zero))
+            rows["b"].append(self._predicted_x0(zero, timestep, one) - self._predicted_x0(zero, timestep, zero))
+            rows["c"].append(alpha_prod_t_prev**0.5 * current_beta_t / beta_prod_t)
+            rows["d"].append(current_alpha_t**0.5 * beta_prod_t_prev / beta_prod_t)
+            if timestep == 0:
+                rows["s"].append(zero)
+            elif scheduler.config.variance_type == "fixed_small_log":
+                rows["s"].append(scheduler._get_variance(timestep))  # already a standard deviation there
+            else:
+                rows["s"].append(scheduler._get_variance(timestep) ** 0.5)
+        return {name: torch.stack(values).float().to(device) for name, values in rows.items()} | {
+            "timesteps": scheduler.timesteps.to(device)
+        }
+
+    def _predicted_x0(self, model_output: torch.Tensor, timestep: int, sample: torch.Tensor) -> torch.Tensor:
+        scheduler = self.scheduler
+        if hasattr(scheduler, "get_x0_and_epsilon"):  # ExtendedDDPMScheduler: every prediction type, "mean" too
+            return scheduler.get_x0_and_epsilon(model_output, timestep, sample)[0]
+        alpha_prod_t = scheduler.alphas_cumprod[timestep]
+        prediction_type = scheduler.config.prediction_type
+        if prediction_type == "epsilon":
+            return (sample - (1 - alpha_prod_t) ** 0.5 * model_output) / alpha_prod_t**0.5
+        if prediction_type == "sample":
+            return model_output
+        if prediction_type == "v_prediction":
+            return alpha_prod_t**0.5 * sample - (1 - alpha_prod_t) ** 0.5 * model_output
+        raise ValueError(f"Compiled sampling does not know prediction_type {prediction_type!r}.")
+
+    def _denoising_step(self, sample, step_index, noise, conditions, guidance_scale, use_guidance, tables):
+        """
+        One whole reverse step as tensors only (no host sync): what `enable_compiled_sampling` compiles. `step_index`
+        is a one-element tensor, so that reading the tables is a gather on the device, never a Python integer.
+        """
+
+        def at_step(name):  # 0-dim, so that float32 tables keep a bf16 sample bf16, as in scheduler.step
+            return tables[name].index_select(0, step_index).reshape(())
+
+        model_input = torch.cat([sample, sample]) if use_guidance else sample
+        timestep = tables["timesteps"].index_select(0, step_index)
+        model_output = self.unet(model_input, timestep, class_labels=conditions).sample
+        if use_guidance:
+            conditional, unconditional = model_output.chunk(2)
+            model_output = unconditional + guidance_scale * (conditional - unconditional)
+        pred_original_sample = at_step("a") * model_output + at_step("b") * sample
+        if self.scheduler.config.clip_sample:
+            clip_range = self.scheduler.config.clip_sample_range
+            pred_original_sample = pred_original_sample.clamp(-clip_range, clip_range)
+        prev_sample = at_step("c") * pred_original_sample + at_step("d") * sample + at_step("s") * noise
+        return prev_sample, pred_original_sample
 
     @classmethod
     def load_config(cls, *args, **kwargs):
@@ -420,6 +544,37 @@ class DDPMCFGPipeline(DiffusionPipeline):
         sample = sample * self.scheduler.init_noise_sigma
         self.scheduler.set_timesteps(num_inference_steps, device=device)
 
+        compiled_step = getattr(self, "_compiled_step", None)
+        if compiled_step is not None:
+            try:
+                self._check_compiled_sampling_support()
+            except ValueError as reason:
+                logger.warning(f"{reason} Sampling with the plain loop.")
+                compiled_step = None
+        if compiled_step is not None:
+            tables = self._step_tables(device)
+            step_indices = torch.arange(len(self.scheduler.timesteps), device=device)[:, None]
+            no_noise = torch.zeros_like(sample)
+            guidance = torch.tensor(float(guidance_scale), device=device)  # a tensor: new scales need no recompile
+            for step_index, timestep in enumerate(self.progress_bar(self.scheduler.timesteps.tolist())):
+                # drawn as scheduler.step draws it: same generator, same order, none at t = 0
+                noise = (
+                    randn_tensor(shape, generator=generator, device=device, dtype=sample.dtype)
+                    if timestep > 0
+                    else no_noise
+                )
+                torch.compiler.cudagraph_mark_step_begin()
+                sample, pred_original_sample = compiled_step(
+                    sample, step_indices[step_index], noise, conditions, guidance, use_guidance, tables
+                )
+                sample = sample.clone()  # a CUDA graph's output buffer is overwritten by its next replay
+                if callback_on_step_end is not None:
+                    available = {"sample": sample, "pred_original_sample": pred_original_sample.clone()}
+                    callback_kwargs = {name: available[name] for name in tensor_inputs}
+                    returned = callback_on_step_end(self, step_index, timestep, callback_kwargs) or {}
+                    sample = returned.get("sample", sample)
+            return self._finish(sample, output_type, return_dict)
+
         for step_index, timestep in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_input = self.scheduler.scale_model_input(sample, timestep)
             if use_guidance:
@@ -435,7 +590,9 @@ class DDPMCFGPipeline(DiffusionPipeline):
                 callback_kwargs = {name: available[name] for name in tensor_inputs}
                 returned = callback_on_step_end(self, step_index, timestep, callback_kwargs) or {}
                 sample = returned.get("sample", sample)
+        return self._finish(sample, output_type, return_dict)
 
+    def _finish(self, sample, output_type, return_dict):
         images = (sample / 2 + 0.5).clamp(0, 1)
         if output_type != "pt":
             images = images.cpu().permute(0, 2, 3, 1).float().numpy()
