@@ -21,7 +21,13 @@ import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.logging import get_logger
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, TorchDynamoPlugin, set_seed
+from accelerate.utils import (
+    DataLoaderConfiguration,
+    DynamoBackend,
+    ProjectConfiguration,
+    TorchDynamoPlugin,
+    set_seed,
+)
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
@@ -63,6 +69,7 @@ logger = get_logger(__name__, log_level="INFO")
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 CONDITIONS = ("auto", "none", "class", "multi_label")
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_BACKENDS = tuple(backend.value.lower() for backend in DynamoBackend if backend != DynamoBackend.NO)
 DATA_ON_DEVICE_AUTO_GIB = 4.0
 LOSS_READ_STEPS_CUDA = 50
 
@@ -200,7 +207,10 @@ def build_parser():
         help=f"torch.compile mode, one of {list(COMPILE_MODES)}; default: torch's default.",
     )
     parser.add_argument(
-        "--compile_backend", type=str, default="inductor", help="torch.compile backend (e.g. inductor, aot_eager)."
+        "--compile_backend",
+        type=str,
+        default="inductor",
+        help=f"torch.compile backend, one of accelerate's: {list(COMPILE_BACKENDS)}.",
     )
     parser.add_argument(
         "--data_on_device",
@@ -264,6 +274,7 @@ def check_args(args):
         "logger": ("tensorboard", "none"),
         "mixed_precision": (None, "no", "fp16", "bf16"),
         "torch_compile_mode": COMPILE_MODES,
+        "compile_backend": COMPILE_BACKENDS,
     }
     for name, allowed in choices.items():
         if getattr(args, name) not in allowed:
@@ -700,9 +711,10 @@ def main(args):
         if global_step >= max_train_steps:
             break  # the last epoch's samples come from save_final_outputs
         if accelerator.is_main_process and (epoch + 1) % args.save_images_epochs == 0:
-            # outside the timed loop's hot path; the figures' sampling syncs anyway
             pipeline = build_pipeline(accelerator, model, ema_model, noise_scheduler, class_names)
             save_epoch_grid(args, sample_for_figures(args, pipeline, row_conditions)[0], num_classes, epoch)
+    if pending_losses:  # none normally: the last step always reads (it checkpoints)
+        log_losses(args, accelerator, pending_losses, progress, losses_path, checkpoints_dir)
     train_seconds = time.time() - start_time  # the last step's losses were read, so its work is done
     # the training loop's peak, before the final sampling
     peak_memory = torch.cuda.max_memory_allocated(accelerator.device) if accelerator.device.type == "cuda" else None

@@ -95,6 +95,21 @@ def test_compiled_training_saves_a_plain_model(plain_run, tmp_path):
     assert len(losses(run)) == 6
 
 
+def test_two_processes_shard_the_preloaded_rows_as_they_shard_images(tmp_path):
+    def two_process_run(name, extra):
+        output_dir = tmp_path / name
+        args = [*COMMON, "--max_train_steps", "7", "--checkpointing_steps", "4", "--output_dir", str(output_dir)]
+        result = accelerate_launch([*args, *extra], num_processes=2)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return output_dir
+
+    plain = two_process_run("plain", ALL_OFF)
+    levers = two_process_run("levers", ["--data_on_device", "--loss_read_steps", "3", "--channels_last"])
+    # each step's loss is the mean over both processes' batches: equal only if each process drew the same rows
+    np.testing.assert_allclose(losses(levers), losses(plain), rtol=1e-5)
+    assert sorted(path.name for path in (levers / "checkpoints").iterdir()) == ["checkpoint-4", "checkpoint-7"]
+
+
 def test_a_non_finite_loss_read_late_still_stops_before_any_checkpoint_holds_it(tmp_path):
     def run(name, read_steps):
         output_dir = tmp_path / name
@@ -124,6 +139,10 @@ def test_a_non_finite_loss_read_late_still_stops_before_any_checkpoint_holds_it(
         (["--loss_read_steps", "0"], "--loss_read_steps must be >= 1, got 0"),
         (["--data_on_device", "--no-center_crop"], "--data_on_device keeps one crop"),
         (["--torch_compile_mode", "fastest"], "Unknown --torch_compile_mode 'fastest'"),
+        (
+            ["--compile_backend", "bogus"],
+            r"Unknown --compile_backend 'bogus'; choose one of \['eager', 'aot_eager', 'inductor'",
+        ),
     ],
 )
 def test_bad_speed_flags(tmp_path, argv, message):
