@@ -98,6 +98,16 @@ def parse_args(argv=None):
     parser.add_argument("--batch_size", type=int, default=500, help="Images per pipeline call.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the split and of the samples.")
     parser.add_argument("--cache_dir", type=str, default=None, help="Reference-feature cache (default ~/.cache).")
+    parser.add_argument(
+        "--device", type=str, default=None, help="Where sampling and features run; default cuda when available."
+    )
+    parser.add_argument(
+        "--compiled_sampling",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Sample the 'ddpm' sampler through DDPMCFGPipeline.enable_compiled_sampling (the same images up to "
+        "float rounding, after a compile per batch size); default: on CUDA. Other samplers keep the plain loop.",
+    )
     parser.add_argument("--output_dir", type=str, required=True, help="Where eval.json and the report go.")
     args = parser.parse_args(argv)
     if any(scale < 0 for scale in args.guidance_scales):
@@ -105,6 +115,10 @@ def parse_args(argv=None):
     if args.num_samples is not None and args.num_samples < 2:
         raise ValueError(f"--num_samples must be >= 2, got {args.num_samples}.")
     args.samplers = [parse_sampler(value, args.num_inference_steps) for value in args.sampler]
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.compiled_sampling is None:
+        args.compiled_sampling = torch.device(args.device).type == "cuda"
     if args.resize_mode not in RESIZE_MODES:
         raise ValueError(f"Unknown --resize_mode {args.resize_mode!r}; choose one of {list(RESIZE_MODES)}.")
     if args.conditions is not None and not os.path.isfile(args.conditions):
@@ -158,7 +172,7 @@ def main(args):
     os.makedirs(args.output_dir, exist_ok=True)
     pipes = {}
     for path in args.pipeline:
-        pipe = DDPMCFGPipeline.from_pretrained(path)
+        pipe = DDPMCFGPipeline.from_pretrained(path).to(args.device)
         pipe.set_progress_bar_config(disable=True)
         pipes[path] = pipe
     unet_config = next(iter(pipes.values())).unet.config
@@ -169,9 +183,11 @@ def main(args):
         ):
             raise ValueError(f"{path} makes other images than {args.pipeline[0]}; evaluate them separately.")
     mode = "L" if unet_config.in_channels == 1 else "RGB"
-    classifier = ImageClassifier.from_pretrained(args.feature_network).eval()
+    classifier = ImageClassifier.from_pretrained(args.feature_network).eval().to(args.device)
     weights = os.path.join(args.feature_network, "diffusion_pytorch_model.safetensors")
-    feature_network = inception_feature_network(args.inception_weights) if args.inception else classifier
+    feature_network = (
+        inception_feature_network(args.inception_weights).to(args.device) if args.inception else classifier
+    )
     network_id = "inception-v3-compat" if args.inception else file_fingerprint(weights)
 
     images, labels, class_names = load_image_tensors(
@@ -230,6 +246,10 @@ def main(args):
         for sampler, steps in args.samplers:
             pipe.scheduler = make_sampler(sampler, training_scheduler_config)
             steps = steps or default_num_steps(sampler, training_scheduler_config.num_train_timesteps)
+            if args.compiled_sampling and sampler == "ddpm":
+                pipe.enable_compiled_sampling()
+            else:
+                pipe.disable_compiled_sampling()
             for guidance_scale in args.guidance_scales if conditional else [1.0]:
                 start = time.time()
                 generated = generate(
@@ -257,6 +277,7 @@ def main(args):
                     else None,
                     "num_samples": len(generated),
                     "sample_seconds": round(seconds, 1),
+                    "compiled_sampling": bool(args.compiled_sampling and sampler == "ddpm"),
                     "grid": grid_name(path, sampler, steps, guidance_scale, len(pipes)),
                 }
                 results.append(result)
@@ -269,6 +290,7 @@ def main(args):
                     flush=True,
                 )
         pipe.scheduler = make_sampler("ddpm", training_scheduler_config)
+        pipe.disable_compiled_sampling()
 
     report = {
         "pipelines": args.pipeline,

@@ -94,7 +94,7 @@ def extract_features(network, images: torch.Tensor, batch_size: int = 256):
             features.append(hidden.double().cpu())
             logits.append(network.head(hidden).double().cpu())
         else:  # Inception: uint8 RGB in, pool features out; no logits (IS comes from the project classifier)
-            batch = (batch * 255).round().to(torch.uint8)
+            batch = (batch * 255).round().to(torch.uint8).to(next(network.parameters()).device)
             batch = batch.expand(-1, 3, -1, -1) if batch.shape[1] == 1 else batch
             features.append(network(batch).double().cpu())
     return torch.cat(features), (torch.cat(logits) if logits else None)

@@ -165,3 +165,12 @@ def test_multi_label_model_is_scored_on_the_conditions_file_by_iclevrs_rule(tmp_
         evaluate.main(evaluate.parse_args([*argv, "--dataset", str(single), "--conditions", str(conditions)]))
     with pytest.raises(ValueError, match="--conditions 'nope.json' is not a file"):
         evaluate.parse_args([*argv, "--conditions", "nope.json"])
+
+
+def test_compiled_ddpm_sampling_scores_the_same_as_the_plain_loop(setup):
+    plain = run(setup, "--sampler", "ddpm", "--guidance_scales", "3", "--no-compiled_sampling")
+    compiled = run(setup, "--sampler", "ddpm", "--guidance_scales", "3", "--compiled_sampling")
+    assert [row["compiled_sampling"] for row in plain["results"]] == [False]
+    assert [row["compiled_sampling"] for row in compiled["results"]] == [True]
+    for key in ("fid", "kid", "inception_score", "accuracy"):
+        assert compiled["results"][0][key] == pytest.approx(plain["results"][0][key], rel=1e-3, abs=1e-4)
