@@ -105,7 +105,7 @@ def two_pass_cfg(unet, scheduler, class_ids, null_id, guidance_scale, num_steps,
 
 def compiled_copy(args, unet, scheduler_config):
     """A DDPMCFGPipeline on a copy of `unet` in --compiled_dtype with enable_compiled_sampling(--compile_mode)."""
-    copy = type(unet).from_config(unet.config)
+    copy = type(unet).from_config(unet.config).eval()
     copy.load_state_dict(unet.state_dict())
     pipe = DDPMCFGPipeline(unet=copy, scheduler=ExtendedDDPMScheduler.from_config(scheduler_config))
     pipe = pipe.to(args.device, DTYPES[args.compiled_dtype])
@@ -119,7 +119,8 @@ def load_or_build(args):
         pipe = DDPMCFGPipeline.from_pretrained(args.pipeline)
     else:
         torch.manual_seed(0)
-        unet = make_unet(args.preset, args.resolution, args.channels, args.num_classes)
+        # eval(): a model built in code starts in training mode, and presets with dropout (ddpm_cifar10) would drop
+        unet = make_unet(args.preset, args.resolution, args.channels, args.num_classes).eval()
         scheduler = ExtendedDDPMScheduler(num_train_timesteps=args.num_train_timesteps)
         pipe = DDPMCFGPipeline(unet=unet, scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)
@@ -175,7 +176,7 @@ def main(args):
 
     if args.unconditional:
         torch.manual_seed(0)
-        plain_unet = UNet2DModel.from_config({**unet.config, "num_class_embeds": None}).to(device)
+        plain_unet = UNet2DModel.from_config({**unet.config, "num_class_embeds": None}).to(device).eval()
         ours_uncond = DDPMCFGPipeline(
             unet=plain_unet, scheduler=ExtendedDDPMScheduler.from_config(pipe.scheduler.config)
         )

@@ -28,10 +28,10 @@ def tiny_pipeline(prediction_type="epsilon", num_classes=3, multi_label=False, l
     return pipe
 
 
-def plain_and_compiled(pipe, backend="eager", **call):
+def plain_and_compiled(pipe, backend="eager", channels_last=False, **call):
     call = {"num_inference_steps": T, "output_type": "pt", **call}
     plain = pipe(generator=torch.Generator().manual_seed(5), **call).images
-    pipe.enable_compiled_sampling(mode=None, backend=backend)
+    pipe.enable_compiled_sampling(mode=None, backend=backend, channels_last=channels_last)
     compiled = pipe(generator=torch.Generator().manual_seed(5), **call).images
     pipe.disable_compiled_sampling()
     return plain, compiled
@@ -50,6 +50,13 @@ def test_every_prediction_type_gives_the_plain_loops_images(prediction_type, gui
 def test_variance_types_clipping_and_strided_steps(variance_type, clip_sample):
     pipe = tiny_pipeline(variance_type=variance_type, clip_sample=clip_sample)
     plain, compiled = plain_and_compiled(pipe, class_labels=[1, 0], num_inference_steps=7)
+    torch.testing.assert_close(compiled, plain, rtol=1e-4, atol=1e-4)
+
+
+def test_channels_last_unet():
+    pipe = tiny_pipeline()
+    plain, compiled = plain_and_compiled(pipe, channels_last=True, class_labels=[0, 1], guidance_scale=2.0)
+    assert pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(compiled, plain, rtol=1e-4, atol=1e-4)
 
 
