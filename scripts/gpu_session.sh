@@ -24,8 +24,10 @@ launch=(python3 -m accelerate.commands.launch --num_processes 1 --num_machines 1
 [ "$device" = cpu ] && launch+=(--cpu)
 if [ "${SMOKE:-0}" = 1 ]; then
     images=256 steps=3 batch=8 sample_steps=2 epochs=1 max_steps=(--max_train_steps 4) samples=64 judge_epochs=1
+    few_steps=(--num_inference_steps 5)
 else
-    images=50000 steps=300 batch=128 sample_steps=50 epochs="${EPOCHS:-20}" max_steps=() samples=10000 judge_epochs=3
+    images=50000 steps=300 batch=128 sample_steps=50 epochs="${EPOCHS:-20}" max_steps=() samples=5000 judge_epochs=3
+    few_steps=()
 fi
 
 case "$stage" in
@@ -47,15 +49,16 @@ case "$stage" in
     mnist)
         run="outputs/mnist_gpu"
         "${launch[@]}" --mixed_precision bf16 train_scripts/train_image.py --config train_scripts/configs/mnist.yaml \
-            --dataset_name data/mnist/train.npz --num_epochs "$epochs" "${max_steps[@]}" --output_dir "$run" \
-            --overwrite_output_dir --logger none 2>&1 | tr '\r' '\n' | grep -v "it/s\]$" | tee "$out/train.log"
+            --dataset_name data/mnist/train.npz --num_epochs "$epochs" "${max_steps[@]}" "${few_steps[@]}" \
+            --output_dir "$run" \
+            --overwrite_output_dir --logger none 2>&1 | tr '\r' '\n' | grep -v "it/s" | tee "$out/train.log"
         "${launch[@]}" --mixed_precision no train_scripts/train_classifier.py --dataset_name data/mnist/train.npz \
             --test_dataset_name data/mnist/test.npz --resolution 32 --num_epochs "$judge_epochs" \
-            --output_dir outputs/mnist_gpu_judge --overwrite_output_dir 2>&1 | tr '\r' '\n' | grep -v "it/s\]$" \
+            --output_dir outputs/mnist_gpu_judge --overwrite_output_dir 2>&1 | tr '\r' '\n' | grep -v "it/s" \
             | tee "$out/judge.log"
         python3 train_scripts/evaluate.py --pipeline "$run" --dataset data/mnist/test.npz \
             --feature_network outputs/mnist_gpu_judge --output_dir "$out/eval" --num_samples "$samples" \
-            --guidance_scales 1 1.5 2 3 4 6 2>&1 | tee "$out/eval.log"
+            --guidance_scales 1 1.5 2 3 4 6 "${few_steps[@]}" 2>&1 | tee "$out/eval.log"
         cp "$run"/{metrics.json,grid.png,loss_curve.png,denoising.gif,denoising_grid.png,README.md} "$out/"
         cp outputs/mnist_gpu_judge/*.json "$out/eval/" 2>/dev/null || true
         ;;
