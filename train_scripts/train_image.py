@@ -470,6 +470,7 @@ def resolve_speed_settings(args, device, num_images, channels):
         "torch_compile": on_cuda if args.torch_compile is None else args.torch_compile,
         "data_on_device": data_on_device,
         "loss_read_steps": args.loss_read_steps or (LOSS_READ_STEPS_CUDA if on_cuda else 1),
+        "pinned_batches": on_cuda,
     }
 
 
@@ -536,7 +537,8 @@ def main(args):
         project_config=ProjectConfiguration(
             project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, "logs")
         ),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        # pinned batches copied with non_blocking: a copy from pageable memory would wait for the GPU every step
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, non_blocking=speed["pinned_batches"]),
     )
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     datasets.utils.logging.set_verbosity_error()
@@ -561,6 +563,7 @@ def main(args):
         shuffle=True,
         collate_fn=collate,
         num_workers=0 if image_cache is not None else args.dataloader_num_workers,
+        pin_memory=speed["pinned_batches"],
         drop_last=len(dataset) >= args.train_batch_size * accelerator.num_processes,
     )
     optimizer = torch.optim.AdamW(

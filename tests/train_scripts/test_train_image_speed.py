@@ -55,6 +55,7 @@ def test_cpu_defaults_are_the_plain_path(plain_run, tmp_path):
         "torch_compile": False,
         "data_on_device": False,
         "loss_read_steps": 1,
+        "pinned_batches": False,
     }
     assert_same_training(run, plain, rtol=1e-5)  # foreach EMA: the same update, other kernels
 
@@ -71,6 +72,7 @@ def test_channels_last_fused_adamw_preloaded_data_and_rare_loss_reads_train_the_
         "torch_compile": False,
         "data_on_device": True,
         "loss_read_steps": 3,
+        "pinned_batches": False,
     }
     assert metrics["data_preload_seconds"] >= 0 and metrics["first_step_seconds"] > 0
     assert [json.loads(line)["step"] for line in (run / "losses.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
