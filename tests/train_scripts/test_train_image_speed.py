@@ -97,6 +97,17 @@ def test_compiled_training_saves_a_plain_model(plain_run, tmp_path):
     assert len(losses(run)) == 6
 
 
+def test_preloaded_multi_label_scenes_train_the_same_steps(tmp_path):
+    from ddpm_hf.data import make_synthetic_iclevr
+
+    # an i-CLEVR-style folder: label lists become multi-hot rows of the IndexDataset, read by a label-token U-Net
+    folder = make_synthetic_iclevr(str(tmp_path / "iclevr"), num_images=12, resolution=16, num_test=3)
+    extra = ["--resize_mode", "stretch", "--label_conditioning", "tokens"]
+    plain = train(tmp_path, "plain", folder, [*ALL_OFF, *extra])
+    preloaded = train(tmp_path, "preloaded", folder, [*extra, "--data_on_device", "--loss_read_steps", "2"])
+    assert_same_training(preloaded, plain, rtol=1e-5)
+
+
 def test_two_processes_shard_the_preloaded_rows_as_they_shard_images(tmp_path):
     def two_process_run(name, extra):
         output_dir = tmp_path / name
