@@ -150,8 +150,9 @@ class DDPMCFGPipeline(DiffusionPipeline):
             current_alpha_t = alpha_prod_t / alpha_prod_t_prev
             current_beta_t = 1 - current_alpha_t
             # x0 is affine in (output, x_t): read its two coefficients off the scheduler's own x0 formula
-            rows["a"].append(self._predicted_x0(one, timestep, zero) - self._predicted_x0(zero, timestep, zero))
-            rows["b"].append(self._predicted_x0(zero, timestep, one) - self._predicted_x0(zero, timestep, zero))
+            origin = self._predicted_x0(zero, timestep, zero)
+            rows["a"].append(self._predicted_x0(one, timestep, zero) - origin)
+            rows["b"].append(self._predicted_x0(zero, timestep, one) - origin)
             rows["c"].append(alpha_prod_t_prev**0.5 * current_beta_t / beta_prod_t)
             rows["d"].append(current_alpha_t**0.5 * beta_prod_t_prev / beta_prod_t)
             if timestep == 0:
@@ -569,10 +570,9 @@ class DDPMCFGPipeline(DiffusionPipeline):
                 )
                 sample = sample.clone()  # a CUDA graph's output buffer is overwritten by its next replay
                 if callback_on_step_end is not None:
-                    available = {"sample": sample, "pred_original_sample": pred_original_sample.clone()}
-                    callback_kwargs = {name: available[name] for name in tensor_inputs}
-                    returned = callback_on_step_end(self, step_index, timestep, callback_kwargs) or {}
-                    sample = returned.get("sample", sample)
+                    sample = self._run_step_callback(
+                        callback_on_step_end, tensor_inputs, step_index, timestep, sample, pred_original_sample.clone()
+                    )
             return self._finish(sample, output_type, return_dict)
 
         for step_index, timestep in enumerate(self.progress_bar(self.scheduler.timesteps)):
@@ -586,11 +586,18 @@ class DDPMCFGPipeline(DiffusionPipeline):
             step = self.scheduler.step(model_output, timestep, sample, generator=generator)
             sample = step.prev_sample
             if callback_on_step_end is not None:
-                available = {"sample": sample, "pred_original_sample": getattr(step, "pred_original_sample", None)}
-                callback_kwargs = {name: available[name] for name in tensor_inputs}
-                returned = callback_on_step_end(self, step_index, timestep, callback_kwargs) or {}
-                sample = returned.get("sample", sample)
+                sample = self._run_step_callback(
+                    callback_on_step_end, tensor_inputs, step_index, timestep, sample,
+                    getattr(step, "pred_original_sample", None),
+                )  # fmt: skip
         return self._finish(sample, output_type, return_dict)
+
+    def _run_step_callback(self, callback, tensor_inputs, step_index, timestep, sample, pred_original_sample):
+        """Call `callback_on_step_end` with the requested tensors; return the sample it hands back, else `sample`."""
+        available = {"sample": sample, "pred_original_sample": pred_original_sample}
+        callback_kwargs = {name: available[name] for name in tensor_inputs}
+        returned = callback(self, step_index, timestep, callback_kwargs) or {}
+        return returned.get("sample", sample)
 
     def _finish(self, sample, output_type, return_dict):
         images = (sample / 2 + 0.5).clamp(0, 1)

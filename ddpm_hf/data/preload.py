@@ -26,7 +26,7 @@ def preload_images(dataset, to_uint8_array, num_workers: int = 0, batch_size: in
         num_workers=num_workers,
         collate_fn=lambda rows: np.stack([_channels_first(to_uint8_array(row)) for row in rows]),
     )
-    return torch.from_numpy(np.concatenate([chunk for chunk in loader])).contiguous()
+    return torch.from_numpy(np.concatenate(list(loader))).contiguous()
 
 
 def _channels_first(array: np.ndarray) -> np.ndarray:
