@@ -641,7 +641,7 @@ def main(args):
     null_class = num_classes
     # Losses stay on the device until read, every --loss_read_steps steps and before every checkpoint.
     pending_losses, step_loss, steps_this_run, first_step_seconds, first_step_images = [], None, 0, None, 0
-    start_time, images_seen = time.time(), 0
+    start_time, images_seen, sample_grid_seconds = time.time(), 0, 0.0
     for epoch in range(first_epoch, num_epochs):
         model.train()
         if hasattr(dataloader, "set_epoch"):
@@ -714,17 +714,21 @@ def main(args):
         if global_step >= max_train_steps:
             break  # the last epoch's samples come from save_final_outputs
         if accelerator.is_main_process and (epoch + 1) % args.save_images_epochs == 0:
+            grid_start = time.time()
             pipeline = build_pipeline(accelerator, model, ema_model, noise_scheduler, class_names)
             save_epoch_grid(args, sample_for_figures(args, pipeline, row_conditions)[0], num_classes, epoch)
+            sample_grid_seconds += time.time() - grid_start
     if pending_losses:  # none normally: the last step always reads (it checkpoints)
         log_losses(args, accelerator, pending_losses, progress, losses_path, checkpoints_dir)
-    train_seconds = time.time() - start_time  # the last step's losses were read, so its work is done
+    # the last step's losses were read, so its work is done; the per-epoch sample grids are not training
+    train_seconds = time.time() - start_time - sample_grid_seconds
     # the training loop's peak, before the final sampling
     peak_memory = torch.cuda.max_memory_allocated(accelerator.device) if accelerator.device.type == "cuda" else None
     progress.close()
     after_first = train_seconds - (first_step_seconds or 0)
     run_metrics = {
         "train_seconds": round(train_seconds, 2),
+        "sample_grid_seconds": round(sample_grid_seconds, 2),
         "images_per_second": round(images_seen / max(train_seconds, 1e-9), 1),
         "first_step_seconds": None if first_step_seconds is None else round(first_step_seconds, 2),
         "images_per_second_after_first_step": (

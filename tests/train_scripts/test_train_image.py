@@ -60,6 +60,7 @@ def check_run(output_dir, expected_classes):
     pipe.set_progress_bar_config(disable=True)
     assert metrics["unet_parameters"] == sum(parameter.numel() for parameter in pipe.unet.parameters())
     assert metrics["peak_gpu_memory_gib"] is None  # CPU runs
+    assert metrics["sample_grid_seconds"] == 0  # no grid during training at --save_images_epochs 1000
     if expected_classes is None:
         assert pipe.num_classes is None
     else:
@@ -83,6 +84,20 @@ def test_image_folder_rgb_with_class_names(tmp_path):
     # 12 images in batches of 4: 4 steps end in epoch 1, whose grid the final sampling writes
     assert os.listdir(output_dir / "samples") == ["epoch_0001.png"]
     assert (output_dir / "unet" / "diffusion_pytorch_model.safetensors").exists()
+
+
+def test_epoch_grids_are_timed_apart_from_training(tmp_path):
+    data = make_image_folder(tmp_path / "data", per_class=4)  # 8 images in batches of 4: 2 steps per epoch
+    output_dir = tmp_path / "run"
+    args = ["--train_data_dir", str(data), "--output_dir", str(output_dir), *TINY, "--save_images_epochs", "1"]
+    result = accelerate_launch(args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # epoch 0's grid is sampled inside the training loop, epoch 1's by the final outputs
+    assert sorted(os.listdir(output_dir / "samples")) == ["epoch_0000.png", "epoch_0001.png"]
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    assert metrics["sample_grid_seconds"] > 0
+    # images/s counts the 16 training images over the training time only, which leaves the grid out
+    assert metrics["images_per_second"] == pytest.approx(16 / metrics["train_seconds"], abs=0.1, rel=0.01)
 
 
 def test_parquet_dataset_with_cifar_style_columns(tmp_path):
