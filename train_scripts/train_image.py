@@ -714,6 +714,8 @@ def main(args):
         if global_step >= max_train_steps:
             break  # the last epoch's samples come from save_final_outputs
         if accelerator.is_main_process and (epoch + 1) % args.save_images_epochs == 0:
+            if accelerator.device.type == "cuda":  # queued training work belongs to training, not to the grid
+                torch.cuda.synchronize(accelerator.device)
             grid_start = time.time()
             pipeline = build_pipeline(accelerator, model, ema_model, noise_scheduler, class_names)
             save_epoch_grid(args, sample_for_figures(args, pipeline, row_conditions)[0], num_classes, epoch)
