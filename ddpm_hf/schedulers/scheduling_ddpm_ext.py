@@ -6,11 +6,17 @@ Adds to diffusers' `DDPMScheduler`:
 - prediction type `"mean"`: the network predicts the posterior mean mu~_t(x_t, x_0) of q(x_{t-1} | x_t, x_0),
 - `"x0"` as another name for diffusers' `"sample"` prediction type,
 - public helpers that turn (x0, noise, t) into the training target of any prediction type, and any model output
-  into (x0, epsilon), so that other samplers can reuse a model trained with this scheduler.
+  into (x0, epsilon), so that other samplers can reuse a model trained with this scheduler,
+- the reverse step as a pure function of per-step coefficients (`ddpm_update`, with `step_coefficients` and
+  `step_coefficient_tables`): `step` calls it, and so does a compiled whole-step sampler: the update is written once.
 
-With none of the additions used it computes exactly what `DDPMScheduler` computes.
+Every coefficient is computed in float32 from the float32 alpha_bar table, and every update runs in float32 for
+half-precision samples, cast to the sample's dtype at the end. With none of the additions used and float32 samples it
+computes exactly what `DDPMScheduler` computes, bit for bit; in float16 and bfloat16 it is more exact than
+`DDPMScheduler`, which rounds alpha_bar to the sample's dtype before forming 1 - alpha_bar.
 """
 
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -35,9 +41,116 @@ VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_
 
 
 def _expand_to(values: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Reshape per-sample `values` (shape [] or [N]) so they broadcast over `reference` ([N, ...])."""
-    values = values.to(device=reference.device, dtype=reference.dtype).flatten()
+    """Reshape per-sample `values` (shape [] or [N]) so they broadcast over `reference` ([N, ...]). The dtype is kept:
+    coefficients stay in float32 until the result they make is cast to the sample's dtype."""
+    values = values.to(device=reference.device).flatten()
     return values.reshape(values.shape + (1,) * (reference.ndim - 1))
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half-precision samples (and float32), float64 for float64: the precision the update runs in."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def posterior_mean_coefficients_from_alphas(alpha_prod_t: torch.Tensor, alpha_prod_t_prev: torch.Tensor):
+    """
+    Coefficients of x0 and x_t in the posterior mean mu~_t of q(x_{t-1} | x_t, x0), Ho et al. 2020 eq. 7, for a step
+    from alpha_bar_t to alpha_bar_prev (one training step, or a stride of the inference chain). The operations are
+    `DDPMScheduler.step`'s, in its order, so float32 results are bit for bit the same.
+
+    Returns:
+        `tuple[torch.Tensor, torch.Tensor]`: (posterior_mean_coef_x0, posterior_mean_coef_xt).
+    """
+    beta_prod_t = 1 - alpha_prod_t
+    beta_prod_t_prev = 1 - alpha_prod_t_prev
+    current_alpha_t = alpha_prod_t / alpha_prod_t_prev
+    current_beta_t = 1 - current_alpha_t
+    posterior_mean_coef_x0 = (alpha_prod_t_prev ** (0.5) * current_beta_t) / beta_prod_t
+    posterior_mean_coef_xt = current_alpha_t ** (0.5) * beta_prod_t_prev / beta_prod_t
+    return posterior_mean_coef_x0, posterior_mean_coef_xt
+
+
+def original_sample_from_output(
+    model_output: torch.Tensor,
+    sample: torch.Tensor,
+    alpha_prod_t: torch.Tensor,
+    alpha_prod_t_train_prev: torch.Tensor,
+    prediction_type: str,
+) -> torch.Tensor:
+    """
+    The predicted x0 from a model output of `prediction_type` at x_t (`sample`): eq. 15 of Ho et al. 2020 for epsilon,
+    the output itself for `"sample"`, sqrt(alpha_bar) x_t - sqrt(1 - alpha_bar) v for `"v_prediction"`, and eq. 7
+    solved for x0 for `"mean"` (whose target is the posterior mean one *training* step back, alpha_bar_{t-1}, 1 at
+    t = 0). Runs in the dtype of its inputs: callers pass float32 (or float64) tensors.
+    """
+    beta_prod_t = 1 - alpha_prod_t
+    if prediction_type == "epsilon":
+        return (sample - beta_prod_t ** (0.5) * model_output) / alpha_prod_t ** (0.5)
+    if prediction_type == "sample":
+        return model_output
+    if prediction_type == "v_prediction":
+        return (alpha_prod_t**0.5) * sample - (beta_prod_t**0.5) * model_output
+    if prediction_type == "mean":
+        coef_x0, coef_xt = posterior_mean_coefficients_from_alphas(alpha_prod_t, alpha_prod_t_train_prev)
+        return (model_output - coef_xt * sample) / coef_x0
+    raise ValueError(f"Unknown prediction_type {prediction_type!r}; choose one of {list(PREDICTION_TYPES)}.")
+
+
+def ddpm_update(
+    model_output: torch.Tensor,
+    sample: torch.Tensor,
+    noise: torch.Tensor | None,
+    coefficients: dict[str, torch.Tensor],
+    prediction_type: str,
+    clip_sample_range: float | None = None,
+    threshold: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Stages 2-6 of one DDPM reverse step x_t -> x_prev, from the step's coefficients (`ExtendedDDPMScheduler.
+    step_coefficients`). A pure tensor function, so that `step` and a compiled whole-step graph run the same code.
+
+    The coefficients are float32 numbers; the model output, x_t and the noise are brought to float32 (float64 stays
+    float64), the whole update runs there, and only the results are cast to the sample's dtype: half-precision samples
+    lose nothing to coefficients rounded before use (1 - alpha_bar in float16 is 0 near t = 0).
+
+    Args:
+        model_output (`torch.Tensor`): The network output at x_t, of `prediction_type`.
+        sample (`torch.Tensor`): x_t.
+        noise (`torch.Tensor`, *optional*): Standard normal noise of the sample's shape; None adds none.
+        coefficients (`dict[str, torch.Tensor]`): `alpha_prod_t`, `alpha_prod_t_prev` (of the chain's previous
+            timestep, 1 after the last), `alpha_prod_t_train_prev` (one training step back, for `"mean"`) and
+            `noise_std`; scalars, or shaped to broadcast over the sample.
+        prediction_type (`str`): `"epsilon"`, `"sample"`, `"v_prediction"` or `"mean"`.
+        clip_sample_range (`float`, *optional*): Clip the predicted x0 to [-range, range].
+        threshold (`Callable`, *optional*): Applied to the predicted x0 instead of clipping (dynamic thresholding).
+
+    Returns:
+        `tuple[torch.Tensor, torch.Tensor]`: (prev_sample, pred_original_sample), in the sample's dtype.
+    """
+    output_dtype = sample.dtype
+    compute_dtype = _compute_dtype(output_dtype)
+    model_output, sample = model_output.to(compute_dtype), sample.to(compute_dtype)
+    alpha_prod_t, alpha_prod_t_prev = coefficients["alpha_prod_t"], coefficients["alpha_prod_t_prev"]
+
+    # 2. predicted x0 (eq. 15 for epsilon; eq. 7 inverted for the posterior mean)
+    pred_original_sample = original_sample_from_output(
+        model_output, sample, alpha_prod_t, coefficients["alpha_prod_t_train_prev"], prediction_type
+    )
+    # 3. clip or threshold the predicted x0
+    if threshold is not None:
+        pred_original_sample = threshold(pred_original_sample)
+    elif clip_sample_range is not None:
+        pred_original_sample = pred_original_sample.clamp(-clip_sample_range, clip_sample_range)
+    # 4. coefficients of x0 and x_t in the posterior mean, eq. 7
+    pred_original_sample_coeff, current_sample_coeff = posterior_mean_coefficients_from_alphas(
+        alpha_prod_t, alpha_prod_t_prev
+    )
+    # 5. posterior mean mu~_t
+    pred_prev_sample = pred_original_sample_coeff * pred_original_sample + current_sample_coeff * sample
+    # 6. add noise with the step's standard deviation
+    if noise is not None:
+        pred_prev_sample = pred_prev_sample + coefficients["noise_std"] * noise.to(compute_dtype)
+    return pred_prev_sample.to(output_dtype), pred_original_sample.to(output_dtype)
 
 
 class ExtendedDDPMScheduler(DDPMScheduler):
@@ -131,19 +244,23 @@ class ExtendedDDPMScheduler(DDPMScheduler):
     ):
         """
         Sets the discrete timesteps of the reverse chain, as [`~diffusers.DDPMScheduler.set_timesteps`] does, after
-        checking that `num_inference_steps` lies in 1..num_train_timesteps.
+        checking that `num_inference_steps` (a Python or numpy integer) lies in 1..num_train_timesteps.
         """
         if timesteps is None:
             num_train_timesteps = self.config.num_train_timesteps
-            if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= num_train_timesteps:
+            is_integer = isinstance(num_inference_steps, (int, np.integer)) and not isinstance(
+                num_inference_steps, bool
+            )
+            if not is_integer or not 1 <= num_inference_steps <= num_train_timesteps:
                 raise ValueError(
                     f"num_inference_steps must be an integer in 1..{num_train_timesteps} (num_train_timesteps), "
                     f"got {num_inference_steps!r}."
                 )
+            num_inference_steps = int(num_inference_steps)
         super().set_timesteps(num_inference_steps=num_inference_steps, device=device, timesteps=timesteps)
 
     def _alphas_cumprod_at(self, timesteps: torch.Tensor | int, reference: torch.Tensor):
-        """alpha_bar_t and alpha_bar_{t-1} (one training step back, 1 at t = 0), shaped to broadcast over
+        """alpha_bar_t and alpha_bar_{t-1} (one training step back, 1 at t = 0) in float32, shaped to broadcast over
         `reference`."""
         timesteps = torch.as_tensor(timesteps, device=self.alphas_cumprod.device).long()
         alpha_prod_t = self.alphas_cumprod[timesteps]
@@ -154,16 +271,27 @@ class ExtendedDDPMScheduler(DDPMScheduler):
     def posterior_mean_coefficients(self, timesteps: torch.Tensor | int, reference: torch.Tensor):
         """
         Coefficients of mu~_t(x_t, x0) = posterior_mean_coef_x0 * x0 + posterior_mean_coef_xt * x_t (Ho et al. 2020,
-        eq. 7) for the one-step posterior q(x_{t-1} | x_t, x0), shaped to broadcast over `reference`.
+        eq. 7) for the one-step posterior q(x_{t-1} | x_t, x0), computed in float32 and shaped to broadcast over
+        `reference` (in its dtype).
 
         Returns:
             `tuple[torch.Tensor, torch.Tensor]`: (posterior_mean_coef_x0, posterior_mean_coef_xt).
         """
-        alpha_prod_t, alpha_prod_prev = self._alphas_cumprod_at(timesteps, reference)
-        beta_t = 1 - alpha_prod_t / alpha_prod_prev
-        posterior_mean_coef_x0 = alpha_prod_prev**0.5 * beta_t / (1 - alpha_prod_t)
-        posterior_mean_coef_xt = (1 - beta_t) ** 0.5 * (1 - alpha_prod_prev) / (1 - alpha_prod_t)
-        return posterior_mean_coef_x0, posterior_mean_coef_xt
+        coefficients = posterior_mean_coefficients_from_alphas(*self._alphas_cumprod_at(timesteps, reference))
+        return tuple(coefficient.to(reference.dtype) for coefficient in coefficients)
+
+    def add_noise(
+        self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor
+    ) -> torch.Tensor:
+        """`DDPMScheduler.add_noise`, computed in float32 for half-precision samples and cast back."""
+        compute_dtype = _compute_dtype(original_samples.dtype)
+        noisy = super().add_noise(original_samples.to(compute_dtype), noise.to(compute_dtype), timesteps)
+        return noisy.to(original_samples.dtype)
+
+    def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor) -> torch.Tensor:
+        """`DDPMScheduler.get_velocity`, computed in float32 for half-precision samples and cast back."""
+        compute_dtype = _compute_dtype(sample.dtype)
+        return super().get_velocity(sample.to(compute_dtype), noise.to(compute_dtype), timesteps).to(sample.dtype)
 
     def get_training_target(
         self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
@@ -188,9 +316,11 @@ class ExtendedDDPMScheduler(DDPMScheduler):
         if prediction_type == "v_prediction":
             return self.get_velocity(original_samples, noise, timesteps)
         if prediction_type == "mean":
-            noisy_samples = self.add_noise(original_samples, noise, timesteps)
-            coef_x0, coef_xt = self.posterior_mean_coefficients(timesteps, original_samples)
-            return coef_x0 * original_samples + coef_xt * noisy_samples
+            compute_dtype = _compute_dtype(original_samples.dtype)
+            clean = original_samples.to(compute_dtype)
+            noisy = self.add_noise(clean, noise.to(compute_dtype), timesteps)
+            coef_x0, coef_xt = posterior_mean_coefficients_from_alphas(*self._alphas_cumprod_at(timesteps, clean))
+            return (coef_x0 * clean + coef_xt * noisy).to(original_samples.dtype)
         raise ValueError(f"Unknown prediction_type {prediction_type!r}; choose one of {list(PREDICTION_TYPES)}.")
 
     def epsilon_loss_weights(self, timesteps: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -206,27 +336,30 @@ class ExtendedDDPMScheduler(DDPMScheduler):
             reference (`torch.Tensor`): A tensor of the samples' shape, dtype and device, for broadcasting.
 
         Returns:
-            `torch.Tensor`: Weights broadcastable against `reference`.
+            `torch.Tensor`: Weights broadcastable against `reference`, computed in float32, in its dtype.
         """
-        alpha_prod_t, _ = self._alphas_cumprod_at(timesteps, reference)
+        alpha_prod_t, alpha_prod_prev = self._alphas_cumprod_at(timesteps, reference)
         prediction_type = self.config.prediction_type
         if prediction_type == "epsilon":
-            return torch.ones_like(alpha_prod_t)
-        if prediction_type == "sample":
-            return alpha_prod_t / (1 - alpha_prod_t)
-        if prediction_type == "v_prediction":
-            return alpha_prod_t
-        if prediction_type == "mean":
-            coef_x0, _ = self.posterior_mean_coefficients(timesteps, reference)
-            return alpha_prod_t / (coef_x0**2 * (1 - alpha_prod_t))
-        raise ValueError(f"Unknown prediction_type {prediction_type!r}; choose one of {list(PREDICTION_TYPES)}.")
+            weights = torch.ones_like(alpha_prod_t)
+        elif prediction_type == "sample":
+            weights = alpha_prod_t / (1 - alpha_prod_t)
+        elif prediction_type == "v_prediction":
+            weights = alpha_prod_t
+        elif prediction_type == "mean":
+            coef_x0, _ = posterior_mean_coefficients_from_alphas(alpha_prod_t, alpha_prod_prev)
+            weights = alpha_prod_t / (coef_x0**2 * (1 - alpha_prod_t))
+        else:
+            raise ValueError(f"Unknown prediction_type {prediction_type!r}; choose one of {list(PREDICTION_TYPES)}.")
+        return weights.to(reference.dtype)
 
     def get_x0_and_epsilon(
         self, model_output: torch.Tensor, timesteps: torch.Tensor | int, sample: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """
         Turns a model output of this scheduler's `prediction_type` into the predicted clean sample x0 and noise eps,
-        using x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps. No clipping is applied.
+        using x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps. No clipping is applied. Computed in float32 and
+        returned in the sample's dtype.
 
         Args:
             model_output (`torch.Tensor`): The network output at x_t.
@@ -236,21 +369,72 @@ class ExtendedDDPMScheduler(DDPMScheduler):
         Returns:
             `tuple[torch.Tensor, torch.Tensor]`: (x0, epsilon).
         """
-        alpha_prod_t, _ = self._alphas_cumprod_at(timesteps, sample)
-        sqrt_alpha_prod, sqrt_beta_prod = alpha_prod_t**0.5, (1 - alpha_prod_t) ** 0.5
+        compute_dtype = _compute_dtype(sample.dtype)
+        output, noisy = model_output.to(compute_dtype), sample.to(compute_dtype)
+        alpha_prod_t, alpha_prod_train_prev = self._alphas_cumprod_at(timesteps, noisy)
         prediction_type = self.config.prediction_type
+        pred_original_sample = original_sample_from_output(
+            output, noisy, alpha_prod_t, alpha_prod_train_prev, prediction_type
+        )
         if prediction_type == "epsilon":
-            return (sample - sqrt_beta_prod * model_output) / sqrt_alpha_prod, model_output
-        if prediction_type == "sample":
-            pred_original_sample = model_output
-        elif prediction_type == "v_prediction":
-            pred_original_sample = sqrt_alpha_prod * sample - sqrt_beta_prod * model_output
-        elif prediction_type == "mean":
-            coef_x0, coef_xt = self.posterior_mean_coefficients(timesteps, sample)
-            pred_original_sample = (model_output - coef_xt * sample) / coef_x0
+            pred_epsilon = output
         else:
-            raise ValueError(f"Unknown prediction_type {prediction_type!r}; choose one of {list(PREDICTION_TYPES)}.")
-        return pred_original_sample, (sample - sqrt_alpha_prod * pred_original_sample) / sqrt_beta_prod
+            pred_epsilon = (noisy - alpha_prod_t**0.5 * pred_original_sample) / (1 - alpha_prod_t) ** 0.5
+        return pred_original_sample.to(sample.dtype), pred_epsilon.to(sample.dtype)
+
+    def step_coefficients(
+        self, timestep: int | torch.Tensor, predicted_variance: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """
+        Stage 1 of `step`: the float32 numbers of the reverse step from `timestep` to the previous timestep of the
+        chain (of `set_timesteps`, or one training step), as `ddpm_update` reads them.
+
+        Args:
+            timestep (`int` or `torch.Tensor`): The current training timestep t.
+            predicted_variance (`torch.Tensor`, *optional*): The model's variance output (learned variance types).
+
+        Returns:
+            `dict[str, torch.Tensor]`: `alpha_prod_t`, `alpha_prod_t_prev` (1 after the last step),
+            `alpha_prod_t_train_prev` (alpha_bar_{t-1}, 1 at t = 0) and `noise_std` (the standard deviation of the
+            step's noise; 0 at t = 0, where none is added).
+        """
+        t = timestep
+        prev_t = self.previous_timestep(t)
+        alpha_prod_t = self.alphas_cumprod[t]
+        alpha_prod_t_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else self.one
+        alpha_prod_t_train_prev = self.alphas_cumprod[t - 1] if t > 0 else self.one
+        if t > 0:
+            variance = self._get_variance(t, predicted_variance=predicted_variance)
+            if self.variance_type == "fixed_small_log":
+                noise_std = variance  # already exp(0.5 log variance)
+            elif self.variance_type == "learned_range":
+                noise_std = torch.exp(0.5 * variance)  # a log variance there
+            else:
+                noise_std = variance ** (0.5)
+        else:
+            noise_std = torch.zeros_like(alpha_prod_t)
+        return {
+            "alpha_prod_t": alpha_prod_t,
+            "alpha_prod_t_prev": alpha_prod_t_prev,
+            "alpha_prod_t_train_prev": alpha_prod_t_train_prev,
+            "noise_std": noise_std,
+        }
+
+    def step_coefficient_tables(self, device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
+        """
+        `step_coefficients` of every timestep of the chain set by `set_timesteps`, stacked into float32 tables indexed
+        by step (plus `timesteps`), for a sampler that gathers a step's numbers on the device and calls `ddpm_update`
+        (a compiled whole-step graph). Fixed variance types only: a learned variance depends on the model output.
+        """
+        if self.variance_type in ("learned", "learned_range"):
+            raise ValueError(
+                f"Coefficient tables need a fixed variance; this scheduler has variance_type={self.variance_type!r}."
+            )
+        rows = [self.step_coefficients(timestep) for timestep in self.timesteps.tolist()]
+        tables = {name: torch.stack([row[name] for row in rows]).float().to(device) for name in rows[0]}
+        return tables | {"timesteps": self.timesteps.to(device)}
+
+    ddpm_update = staticmethod(ddpm_update)
 
     def step(
         self,
@@ -262,6 +446,8 @@ class ExtendedDDPMScheduler(DDPMScheduler):
     ) -> DDPMSchedulerOutput | tuple:
         """
         One reverse step x_t -> x_{t-1} (or to the previous timestep of `set_timesteps`), for every prediction type.
+        The coefficients are float32 and the update runs in float32 for half-precision samples (`ddpm_update`); the
+        results come back in the sample's dtype. The noise is drawn as `DDPMScheduler.step` draws it.
 
         Args:
             model_output (`torch.Tensor`): The network output at (`sample`, `timestep`).
@@ -273,56 +459,28 @@ class ExtendedDDPMScheduler(DDPMScheduler):
         Returns:
             `DDPMSchedulerOutput` or `tuple`: (prev_sample, pred_original_sample).
         """
-        t = timestep
-        prev_t = self.previous_timestep(t)
-
         if model_output.shape[1] == sample.shape[1] * 2 and self.variance_type in ["learned", "learned_range"]:
             model_output, predicted_variance = torch.split(model_output, sample.shape[1], dim=1)
         else:
             predicted_variance = None
 
-        # 1. alphas and betas from t to the previous timestep of the (possibly strided) chain
-        alpha_prod_t = self.alphas_cumprod[t]
-        alpha_prod_t_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else self.one
-        beta_prod_t = 1 - alpha_prod_t
-        beta_prod_t_prev = 1 - alpha_prod_t_prev
-        current_alpha_t = alpha_prod_t / alpha_prod_t_prev
-        current_beta_t = 1 - current_alpha_t
-
-        # 2. predicted x0 from the model output (eq. 15 of Ho et al. 2020 for epsilon; inverted eq. 7 for "mean")
-        pred_original_sample, _ = self.get_x0_and_epsilon(model_output, t, sample)
-
-        # 3. clip or threshold the predicted x0
-        if self.config.thresholding:
-            pred_original_sample = self._threshold_sample(pred_original_sample)
-        elif self.config.clip_sample:
-            pred_original_sample = pred_original_sample.clamp(
-                -self.config.clip_sample_range, self.config.clip_sample_range
-            )
-
-        # 4. coefficients of x0 and x_t in the posterior mean, eq. 7
-        pred_original_sample_coeff = (alpha_prod_t_prev ** (0.5) * current_beta_t) / beta_prod_t
-        current_sample_coeff = current_alpha_t ** (0.5) * beta_prod_t_prev / beta_prod_t
-
-        # 5. posterior mean mu~_t
-        pred_prev_sample = pred_original_sample_coeff * pred_original_sample + current_sample_coeff * sample
-
-        # 6. add noise with the chosen variance
-        variance = 0
-        if t > 0:
-            variance_noise = randn_tensor(
+        # 1. alphas and the noise scale from t to the previous timestep of the (possibly strided) chain
+        coefficients = self.step_coefficients(timestep, predicted_variance)
+        noise = None
+        if timestep > 0:
+            noise = randn_tensor(
                 model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype
             )
-            if self.variance_type == "fixed_small_log":
-                variance = self._get_variance(t, predicted_variance=predicted_variance) * variance_noise
-            elif self.variance_type == "learned_range":
-                variance = self._get_variance(t, predicted_variance=predicted_variance)
-                variance = torch.exp(0.5 * variance) * variance_noise
-            else:
-                variance = (self._get_variance(t, predicted_variance=predicted_variance) ** 0.5) * variance_noise
-
-        pred_prev_sample = pred_prev_sample + variance
-
+        # 2-6. predicted x0, clipping or thresholding, posterior mean (eq. 7), noise
+        pred_prev_sample, pred_original_sample = ddpm_update(
+            model_output,
+            sample,
+            noise,
+            coefficients,
+            self.config.prediction_type,
+            clip_sample_range=self.config.clip_sample_range if self.config.clip_sample else None,
+            threshold=self._threshold_sample if self.config.thresholding else None,
+        )
         if not return_dict:
             return (pred_prev_sample, pred_original_sample)
         return DDPMSchedulerOutput(prev_sample=pred_prev_sample, pred_original_sample=pred_original_sample)

@@ -294,3 +294,34 @@ def test_bad_num_inference_steps(num_inference_steps):
     scheduler = ExtendedDDPMScheduler(num_train_timesteps=T)
     with pytest.raises(ValueError, match=f"1..{T}"):
         scheduler.set_timesteps(num_inference_steps)
+
+
+def test_numpy_integer_step_counts_are_accepted_as_diffusers_does():
+    ours, theirs = ExtendedDDPMScheduler(num_train_timesteps=T), DDPMScheduler(num_train_timesteps=T)
+    ours.set_timesteps(np.int64(7))
+    theirs.set_timesteps(np.int64(7))
+    torch.testing.assert_close(ours.timesteps, theirs.timesteps, rtol=0, atol=0)
+    assert isinstance(ours.num_inference_steps, int)
+
+
+@pytest.mark.parametrize("prediction_type", PREDICTION_TYPES)
+@pytest.mark.parametrize("variance_type", ["fixed_small", "fixed_small_log", "fixed_large"])
+def test_coefficient_tables_hold_each_steps_coefficients(prediction_type, variance_type):
+    scheduler = ExtendedDDPMScheduler(
+        num_train_timesteps=T, prediction_type=prediction_type, variance_type=variance_type
+    )
+    scheduler.set_timesteps(7)
+    tables = scheduler.step_coefficient_tables()
+    torch.testing.assert_close(tables["timesteps"], scheduler.timesteps, rtol=0, atol=0)
+    generator = torch.Generator().manual_seed(0)
+    sample, output = torch.randn(2, 3, 4, 4, generator=generator), torch.randn(2, 3, 4, 4, generator=generator)
+    for index, timestep in enumerate(scheduler.timesteps):
+        coefficients = {name: table[index] for name, table in tables.items() if name != "timesteps"}
+        assert all(value.dtype == torch.float32 for value in coefficients.values())
+        noise = torch.randn(sample.shape, generator=torch.Generator().manual_seed(index)) if timestep > 0 else None
+        by_table = scheduler.ddpm_update(output, sample, noise, coefficients, prediction_type, clip_sample_range=1.0)
+        by_step = scheduler.step(output, timestep, sample, generator=torch.Generator().manual_seed(index))
+        torch.testing.assert_close(by_table[0], by_step.prev_sample, rtol=0, atol=0)
+        torch.testing.assert_close(by_table[1], by_step.pred_original_sample, rtol=0, atol=0)
+        if timestep == 0:
+            assert tables["noise_std"][index] == 0
