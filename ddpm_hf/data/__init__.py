@@ -9,7 +9,15 @@ from .images import (
 )
 from .preload import IndexDataset, preload_images, uint8_to_model_input
 from .tensors import load_image_tensors, multi_hot
-from .toy2d import TOY2D_DATASETS, check_toy2d_name, sample_toy2d, toy2d_normalisation
+from .toy2d import (
+    TOY2D_DATASETS,
+    check_toy2d_name,
+    course_normalise,
+    sample_course_toy2d,
+    sample_raw_toy2d,
+    sample_toy2d,
+    toy2d_normalisation,
+)
 from .transforms import RESIZE_MODES, channel_mode, dataset_mode, decode_image, preprocess_image, resize_and_crop
 
 __all__ = [
@@ -26,6 +34,7 @@ __all__ = [
     "channel_mode",
     "check_toy2d_name",
     "class_names_of",
+    "course_normalise",
     "dataset_mode",
     "decode_image",
     "find_image_column",
@@ -36,6 +45,8 @@ __all__ = [
     "preload_images",
     "preprocess_image",
     "resize_and_crop",
+    "sample_course_toy2d",
+    "sample_raw_toy2d",
     "sample_toy2d",
     "toy2d_normalisation",
     "uint8_to_model_input",

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sklearn.datasets import make_swiss_roll
 
-from ddpm_hf import DDPM2DPipeline, chamfer_distance, sample_toy2d
+from ddpm_hf import DDPM2DPipeline, chamfer_distance
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "train_scripts" / "train_2d.py"
@@ -51,23 +52,34 @@ def check_run_folder(output_dir, num_eval_points=64):
 
 def test_accelerate_launch_writes_a_complete_run(tmp_path):
     output_dir = tmp_path / "run"
-    result = accelerate_launch(["--dataset", "moons", "--output_dir", str(output_dir), *TINY])
+    result = accelerate_launch(["--dataset", "swiss_roll", "--output_dir", str(output_dir), *TINY, "--seed", "3"])
     assert result.returncode == 0, result.stderr[-3000:]
     metrics, pipe = check_run_folder(output_dir)
-    assert metrics["dataset"] == "moons" and metrics["max_train_steps"] == 15
-    # the recorded score is the Chamfer distance of what the saved pipeline samples with the recorded seed
+    assert metrics["dataset"] == "swiss_roll" and metrics["max_train_steps"] == 15
+    assert metrics["target_seed"] == 3 + 1_000_003
+    # The recorded score is the Chamfer distance of what the saved pipeline samples with the recorded seed against
+    # the course's data: scikit-learn's swiss roll, columns 0 and 2, normalised by its own (X - X.mean()) / X.std() * 2
     pipe.set_progress_bar_config(disable=True)
     samples = pipe(batch_size=64, generator=torch.Generator().manual_seed(metrics["seed"]))[0]
-    target = sample_toy2d("moons", 64, seed=metrics["seed"] + 1_000_003)
-    assert chamfer_distance(samples, target) == pytest.approx(metrics["chamfer_distance"], rel=1e-5)
+    raw = make_swiss_roll(64, noise=0, hole=True, random_state=metrics["target_seed"])[0][:, [0, 2]]
+    course_target = (raw - raw.mean()) / raw.std() * 2
+    assert chamfer_distance(samples, course_target) == pytest.approx(metrics["chamfer_distance"], rel=1e-5)
+    # and the training-frame score: the same raw points with the scalar statistics of the seed-0 reference draw
+    reference = make_swiss_roll(1_000_000, noise=0, hole=True, random_state=0)[0][:, [0, 2]]
+    training_frame_target = (raw - reference.mean()) / reference.std() * 2
+    assert chamfer_distance(samples, training_frame_target) == pytest.approx(
+        metrics["chamfer_distance_training_frame"], rel=1e-5
+    )
+    assert metrics["chamfer_distance"] != pytest.approx(metrics["chamfer_distance_training_frame"], rel=1e-3)
     assert not [name for name in os.listdir(tmp_path) if "partial" in name]
 
 
 def test_two_processes_give_one_coherent_run(tmp_path):
     output_dir = tmp_path / "run"
-    result = accelerate_launch(["--output_dir", str(output_dir), *TINY], num_processes=2)
+    result = accelerate_launch(["--dataset", "moons", "--output_dir", str(output_dir), *TINY], num_processes=2)
     assert result.returncode == 0, result.stderr[-3000:]
-    check_run_folder(output_dir)
+    metrics, _ = check_run_folder(output_dir)
+    assert metrics["dataset"] == "moons"
     assert sorted(os.listdir(tmp_path)) == ["run"]
 
 
@@ -86,6 +98,8 @@ def test_two_processes_give_one_coherent_run(tmp_path):
         ),
         (["--residual_output", "maybe"], r"Unknown --residual_output 'maybe'"),
         (["--output_scale", "-1"], r"--output_scale must be > 0, got -1.0"),
+        (["--seed", "-1"], r"--seed must be in 0..4293967292, got -1"),
+        (["--seed", str(2**32 - 1)], r"--seed must be in 0..4293967292, got 4294967295"),
     ],
 )
 def test_bad_flags_are_refused_before_writing_anything(tmp_path, bad_args, message):
