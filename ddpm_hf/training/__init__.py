@@ -1,19 +1,46 @@
-from .checkpoints import list_checkpoints, resolve_checkpoint, save_checkpoint
-from .config_file import load_config_file, parse_args_with_config
+from .checkpoints import (
+    find_checkpoint_problem,
+    list_checkpoints,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+    verify_checkpoint,
+)
+from .config_file import load_config_file, parse_args_with_config, typed_config_value
+from .flag_types import number_in_range
 from .loss import LOSS_WEIGHTINGS, diffusion_loss, resolve_loss_weighting
-from .output_dir import check_output_dir, staged_output_dir
+from .output_dir import (
+    RUN_MARKER,
+    check_output_dir,
+    is_run_dir,
+    prepare_output_dir,
+    staged_output_dir,
+    write_run_marker,
+)
 from .rng import TrainingRNG
+from .state_files import load_state_files, save_state_files
 
 __all__ = [
     "LOSS_WEIGHTINGS",
+    "RUN_MARKER",
     "TrainingRNG",
     "check_output_dir",
     "diffusion_loss",
+    "find_checkpoint_problem",
+    "is_run_dir",
     "list_checkpoints",
+    "load_checkpoint",
     "load_config_file",
+    "load_state_files",
+    "number_in_range",
     "parse_args_with_config",
+    "prepare_output_dir",
     "resolve_checkpoint",
     "resolve_loss_weighting",
     "save_checkpoint",
+    "save_state_files",
     "staged_output_dir",
+    "typed_config_value",
+    "verify_checkpoint",
+    "write_run_marker",
 ]

@@ -6,8 +6,9 @@ import torch
 class TrainingRNG:
     """
     Owns the `torch.Generator` that draws the diffusion noise, timesteps and condition drops, so that they do not
-    depend on how often other code (data loader workers, samplers) touches the global RNG. Registered with
-    `accelerator.register_for_checkpointing`, it makes a resumed run draw exactly what the uninterrupted run drew.
+    depend on how often other code (data loader workers, samplers) touches the global RNG. Saved and restored with
+    `save_checkpoint(..., process_states={"training_rng": rng})` and `load_checkpoint`, it makes a resumed run draw
+    exactly what the uninterrupted run drew.
 
     Args:
         seed (`int`): Seed of the stream; give each process its own (e.g. seed + process_index).
