@@ -69,7 +69,7 @@ def parse_args(argv=None):
     parser.add_argument("--dataset", type=str, default="swiss_roll", help=f"One of {list(TOY2D_DATASETS)}.")
     parser.add_argument("--output_dir", type=str, default=None, help="Folder for the pipeline, figures and metrics.")
     parser.add_argument(
-        "--overwrite_output_dir", action="store_true", help="Replace --output_dir if it already holds files."
+        "--overwrite_output_dir", action="store_true", help="Replace --output_dir when it holds an earlier run."
     )
     parser.add_argument(
         "--num_train_points", type=int, default=100_000, help="Size of the fixed training draw of the dataset."

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from ddpm_hf.data import RESIZE_MODES, load_image_tensors
 from ddpm_hf.metrics import multi_label_accuracy, single_label_accuracy
 from ddpm_hf.models import ImageClassifier
-from ddpm_hf.training import check_output_dir
+from ddpm_hf.training import check_output_dir, prepare_output_dir
 
 
 def build_parser():
@@ -73,7 +73,9 @@ def build_parser():
     parser.add_argument("--test_split", type=str, default="test", help="Split of --test_dataset_name to score.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the split, the weights and the batches.")
     parser.add_argument("--output_dir", type=str, required=True, help="Where the classifier is written.")
-    parser.add_argument("--overwrite_output_dir", action="store_true", help="Replace an existing output_dir.")
+    parser.add_argument(
+        "--overwrite_output_dir", action="store_true", help="Replace an earlier run's output_dir (no other folder)."
+    )
     return parser
 
 
@@ -90,8 +92,13 @@ def parse_args(argv=None):
     for name in ("resolution", "train_batch_size", "num_epochs", "feature_dim"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}.")
-    check_output_dir(args.output_dir, args.overwrite_output_dir)
+    check_output_dir(args.output_dir, args.overwrite_output_dir, data_paths(args))
     return args
+
+
+def data_paths(args):
+    """The local data the run reads, which its output_dir must stay apart from (Hub ids and built-ins are skipped)."""
+    return (args.train_data_dir, args.dataset_name, args.test_dataset_name)
 
 
 def stratified_split(labels: torch.Tensor, fraction: float, generator: torch.Generator):
@@ -227,6 +234,7 @@ def main(args):
             "max_blur": args.max_blur,
             "train_seconds": round(time.time() - start, 1),
         }
+        prepare_output_dir(args.output_dir, args.overwrite_output_dir, data_paths(args))
         model.save_pretrained(args.output_dir)
         with open(os.path.join(args.output_dir, "metrics.json"), "w") as f:
             json.dump(metrics, f, indent=2)
