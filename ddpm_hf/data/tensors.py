@@ -1,6 +1,7 @@
 """A whole image dataset as tensors, for the scripts that need all of it at once (classifier training, evaluation)."""
 
 import torch
+from tqdm.auto import tqdm
 
 from .images import class_names_of, find_image_column, find_label_column, is_multi_label, load_image_dataset
 from .transforms import dataset_mode, decode_image, preprocess_image
@@ -24,6 +25,7 @@ def load_image_tensors(
     split: str = "train",
     dataset_config_name: str | None = None,
     resize_mode: str = "crop",
+    progress: bool = False,
 ):
     """
     Load a dataset (any source `load_image_dataset` takes) as images (N, C, H, W) in [-1, 1], resized and
@@ -34,6 +36,7 @@ def load_image_tensors(
         mode (`str`, *optional*): `"L"` or `"RGB"`; by default from the images (`dataset_mode` of the first 64).
         resize_mode (`str`, defaults to `"crop"`): `"crop"` (shorter side, centre crop) or `"stretch"` (whole
             image to the square), as in `preprocess_image`.
+        progress (`bool`, defaults to `False`): Show tqdm progress bars while decoding and resizing the images.
 
     Returns:
         `(images, labels or None, class_names or None)`
@@ -43,9 +46,12 @@ def load_image_tensors(
     dataset = load_image_dataset(dataset_name, dataset_config_name, train_data_dir, split=split)
     image_column = find_image_column(dataset, image_column)
     label_column = find_label_column(dataset, label_column)
-    decoded = [decode_image(value, f"image {index}") for index, value in enumerate(dataset[image_column])]
+    # row by row, so that each image is decoded as the progress bar advances (a column read decodes them all at once)
+    rows = tqdm(dataset.select_columns([image_column]), desc="decode images", unit="img", disable=not progress)
+    decoded = [decode_image(row[image_column], f"image {index}") for index, row in enumerate(rows)]
     mode = mode or dataset_mode(decoded[:64])
-    images = torch.stack([preprocess_image(image, resolution, mode, resize_mode=resize_mode) for image in decoded])
+    resizing = tqdm(decoded, desc="resize images", unit="img", disable=not progress)
+    images = torch.stack([preprocess_image(image, resolution, mode, resize_mode=resize_mode) for image in resizing])
     if label_column is None:
         return images, None, None
     class_names = class_names_of(dataset, label_column)
