@@ -5,9 +5,12 @@ can be computed once and cached (`ddpm_hf.metrics.reference_cache`). Two kinds o
 
 - the project's own `ImageClassifier` (trained by train_scripts/train_classifier.py): penultimate features for
   FID/KID, logits for IS; works offline;
-- the standard Inception-v3 of FID papers, through torchmetrics and torch-fidelity (`inception_feature_network`),
-  whose weights download on first use.
+- the standard Inception-v3 of FID papers, torch-fidelity's port (`inception_feature_network`): 2048-d pool features
+  for FID/KID and its 1008 class logits for IS; the weights download on first use, or come from a local file.
 """
+
+import os
+import pickle
 
 import torch
 from torch import nn
@@ -74,58 +77,98 @@ def inception_score(logits: torch.Tensor, splits: int = 10, seed: int = 0) -> tu
 @torch.no_grad()
 def extract_features(network, images: torch.Tensor, batch_size: int = 256):
     """
-    Features and logits of `images` (N, C, H, W) in [0, 1] (what pipelines return with `output_type="pt"`).
+    Features and class logits of `images` (N, C, H, W) in [0, 1] (what pipelines return with `output_type="pt"`).
 
-    `network` is an `ImageClassifier` (features: its penultimate layer; logits: its head) or the module of
-    `inception_feature_network` (features: 2048-d pool features; logits: None).
+    Args:
+        network (`ImageClassifier` or `nn.Module`): An `ImageClassifier` (features: its penultimate layer; logits: its
+            head), whose channels the images must have; or the network of `inception_feature_network` (features:
+            2048-d pool features; logits: its 1008 ImageNet logits), which takes greyscale images as three equal
+            channels, as FID on greyscale data is usually computed.
+        images (`torch.Tensor`): The images, in [0, 1].
+        batch_size (`int`, defaults to 256): Images per forward pass.
+
+    Returns:
+        `tuple[torch.Tensor, torch.Tensor]`: float64 features (N, d) and logits (N, K).
     """
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}.")
+    if isinstance(network, ImageClassifier) and images.shape[1] != network.config.in_channels:
+        raise ValueError(
+            f"The images have {images.shape[1]} channel(s) and the classifier takes {network.config.in_channels}; "
+            "score images of the data the classifier was trained on."
+        )
     features, logits = [], []
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size].float()
         if isinstance(network, ImageClassifier):
-            batch = batch.to(network.device) * 2 - 1
-            if batch.shape[1] != network.config.in_channels:
-                batch = (
-                    batch.mean(dim=1, keepdim=True)
-                    if network.config.in_channels == 1
-                    else batch.expand(-1, network.config.in_channels, -1, -1)
-                )
-            hidden = network.features(batch)
-            features.append(hidden.double().cpu())
-            logits.append(network.head(hidden).double().cpu())
-        else:  # Inception: uint8 RGB in, pool features out; no logits (IS comes from the project classifier)
+            hidden = network.features(batch.to(network.device) * 2 - 1)
+            batch_features, batch_logits = hidden, network.head(hidden)
+        else:  # Inception: uint8 RGB in
             batch = (batch * 255).round().to(torch.uint8).to(next(network.parameters()).device)
-            batch = batch.expand(-1, 3, -1, -1) if batch.shape[1] == 1 else batch
-            features.append(network(batch).double().cpu())
-    return torch.cat(features), (torch.cat(logits) if logits else None)
+            batch_features, batch_logits = network(batch.expand(-1, 3, -1, -1) if batch.shape[1] == 1 else batch)
+        features.append(batch_features.double().cpu())
+        logits.append(batch_logits.double().cpu())
+    return torch.cat(features), torch.cat(logits)
+
+
+INCEPTION_INSTALL = 'pip install "ddpm-hf[inception]" (or: pip install torch-fidelity torchvision)'
+
+
+def inception_weights_cache_path(url: str) -> str:
+    """Where torch.hub, and so torch-fidelity, keeps a downloaded weights file: $TORCH_HOME/hub/checkpoints/NAME."""
+    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
 
 
 def inception_feature_network(weights_path: str | None = None) -> nn.Module:
     """
-    The Inception-v3 of FID papers (torch-fidelity's port via torchmetrics), returning 2048-d pool features.
+    The Inception-v3 of FID papers (torch-fidelity's `inception-v3-compat` port of the TensorFlow graph), in eval
+    mode. Called on uint8 RGB images (N, 3, H, W) of any size, it returns the 2048-d pool features (FID, KID) and the
+    1008 class logits without bias (`logits_unbiased`, what torch-fidelity and torchmetrics compute IS from).
 
     Args:
-        weights_path (`str`, *optional*): A local copy of the weights (torch-fidelity's
-            `weights-inception-2015-12-05-6726825d.pth`); without it they download on first use.
+        weights_path (`str`, *optional*): A local copy of torch-fidelity's weights file
+            (`weights-inception-2015-12-05-6726825d.pth`). Without it torch-fidelity reads torch.hub's cache
+            (`$TORCH_HOME/hub/checkpoints/`, by default under `~/.cache/torch`) and downloads the file there if it is
+            missing.
+
+    Raises:
+        `ImportError`: torch-fidelity (or the torchvision it imports) is missing or broken; the message says what to
+            install.
+        `RuntimeError`: the weights could not be had (offline without a local copy) or are not Inception weights; the
+            message says where to put them.
     """
+    if weights_path is not None and not os.path.isfile(weights_path):
+        raise ValueError(f"Inception weights file {weights_path!r} does not exist.")
     try:
-        from torchmetrics.image.fid import NoTrainInceptionV3
+        from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
     except ImportError as error:
-        raise ImportError("Inception features need torchmetrics: pip install torchmetrics") from error
-    try:
-        network = NoTrainInceptionV3(
-            name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=weights_path
-        )
-    except ModuleNotFoundError as error:
         raise ImportError(
-            "Inception features need torch-fidelity (and torchvision): pip install torch-fidelity. Offline, or "
-            "without it, use the project's own feature network: train_scripts/train_classifier.py, then "
-            "--feature_network PATH."
+            f"Inception-v3 features need torch-fidelity and torchvision: {INCEPTION_INSTALL}. Offline, or without "
+            "them, use the project's own feature network: train_scripts/train_classifier.py, then --feature_network "
+            f"PATH. ({error})"
         ) from error
-    except Exception as error:  # the weights download failed
+    except RuntimeError as error:  # torchvision built for another torch fails while registering its operators
+        raise ImportError(
+            f"torch-fidelity is installed but does not import ({error}); usually torchvision was built for another "
+            f"torch: install the torchvision release that matches your torch. {INCEPTION_INSTALL}."
+        ) from error
+    cached = inception_weights_cache_path(URL_INCEPTION_V3)
+    try:
+        network = FeatureExtractorInceptionV3(
+            "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=weights_path
+        )
+    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as error:
+        source = weights_path or (cached if os.path.isfile(cached) else None)
+        if source is not None:
+            raise RuntimeError(
+                f"{source!r} does not hold torch-fidelity's Inception-v3 weights ({error}); download "
+                f"{URL_INCEPTION_V3} again."
+            ) from error
         raise RuntimeError(
-            f"Could not load the Inception weights ({error}). Without network access, download "
-            "weights-inception-2015-12-05-6726825d.pth elsewhere and pass its path (--inception_weights PATH), or use "
-            "the project's own feature network (--feature_network PATH)."
+            f"Could not get the Inception-v3 weights ({error}). Without network access, download {URL_INCEPTION_V3} "
+            f"on a machine that has it, then either pass the file with --inception_weights FILE "
+            f"(inception_feature_network(weights_path=FILE)), or copy it to {cached} (torch.hub's cache, which "
+            "torch-fidelity reads before downloading; TORCH_HOME moves it). Or use the project's own feature network "
+            "(train_scripts/train_classifier.py, then --feature_network PATH)."
         ) from error
     return network.eval()
