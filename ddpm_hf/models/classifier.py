@@ -24,6 +24,8 @@ class ImageClassifier(ModelMixin, ConfigMixin):
             or `"mean_max"` (average and maximum side by side: small objects are not averaged away).
     """
 
+    norm_groups = 8  # GroupNorm groups of every conv block: each width must be a multiple of it
+
     @register_to_config
     def __init__(
         self,
@@ -39,11 +41,24 @@ class ImageClassifier(ModelMixin, ConfigMixin):
         super().__init__()
         if pooling not in ("mean", "mean_max"):
             raise ValueError(f"pooling must be 'mean' or 'mean_max', got {pooling!r}.")
+        if not block_channels or any(width < 1 or width % self.norm_groups for width in block_channels):
+            raise ValueError(
+                f"block_channels must be one or more widths, each a positive multiple of {self.norm_groups} (the "
+                f"GroupNorm groups), got {list(block_channels)}."
+            )
+        for name, value in (("in_channels", in_channels), ("resolution", resolution), ("num_labels", num_labels),
+                            ("feature_dim", feature_dim)):  # fmt: skip
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}.")
         layers, channels = [], in_channels
         for level, width in enumerate(block_channels):
             stride = 1 if level == 0 else 2
-            layers += [nn.Conv2d(channels, width, 3, stride=stride, padding=1), nn.GroupNorm(8, width), nn.SiLU()]
-            layers += [nn.Conv2d(width, width, 3, padding=1), nn.GroupNorm(8, width), nn.SiLU()]
+            layers += [
+                nn.Conv2d(channels, width, 3, stride=stride, padding=1),
+                nn.GroupNorm(self.norm_groups, width),
+                nn.SiLU(),
+            ]
+            layers += [nn.Conv2d(width, width, 3, padding=1), nn.GroupNorm(self.norm_groups, width), nn.SiLU()]
             channels = width
         self.body = nn.Sequential(*layers)
         pooled = channels * (2 if pooling == "mean_max" else 1)
