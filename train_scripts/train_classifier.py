@@ -92,6 +92,21 @@ def parse_args(argv=None):
     for name in ("resolution", "train_batch_size", "num_epochs", "feature_dim"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}.")
+    groups = ImageClassifier.norm_groups
+    if any(width < 1 or width % groups for width in args.block_channels):
+        raise ValueError(
+            f"--block_channels must be positive multiples of {groups} (the classifier's GroupNorm groups), got "
+            f"{args.block_channels}."
+        )
+    if not 0 <= args.max_shift < args.resolution:
+        raise ValueError(
+            f"--max_shift must be in [0, {args.resolution - 1}] pixels (0: no shift; below --resolution "
+            f"{args.resolution}), got {args.max_shift}."
+        )
+    if not (math.isfinite(args.learning_rate) and args.learning_rate > 0):
+        raise ValueError(f"--learning_rate must be a finite number > 0, got {args.learning_rate}.")
+    if not (math.isfinite(args.weight_decay) and args.weight_decay >= 0):
+        raise ValueError(f"--weight_decay must be a finite number >= 0, got {args.weight_decay}.")
     check_output_dir(args.output_dir, args.overwrite_output_dir, data_paths(args))
     return args
 
@@ -176,9 +191,14 @@ def main(args):
     images, labels, class_names = load_image_tensors(
         args.dataset_name, args.train_data_dir, args.resolution, image_column=args.image_column,
         label_column=args.label_column, dataset_config_name=args.dataset_config_name, resize_mode=args.resize_mode,
+        progress=True,
     )  # fmt: skip
     if labels is None:
-        raise ValueError("The dataset has no label column; name it with --label_column.")
+        raise ValueError(
+            f"The dataset {args.dataset_name or args.train_data_dir!r} has no label column, and a classifier needs "
+            "labels: name the column with --label_column. (To score a model of unlabelled images, use "
+            "train_scripts/evaluate.py --inception, which needs no classifier.)"
+        )
     test = load_test_split(args, class_names, images.shape[1]) if args.test_dataset_name else None
     multi_label = labels.ndim == 2  # multi-hot rows: i-CLEVR-style data, 1+ labels per image
     accelerator = Accelerator()

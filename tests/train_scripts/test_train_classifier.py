@@ -151,11 +151,38 @@ def test_a_test_set_with_other_classes_is_refused_before_training(tmp_path):
         (["--validation_fraction", "1.5"], "validation_fraction"),
         (["--resolution", "0"], "resolution"),
         (["--train_data_dir", "x"], "exactly one"),
+        (["--block_channels", "4", "4"], r"--block_channels must be positive multiples of 8 .*got \[4, 4\]"),
+        (["--block_channels", "16", "12"], r"--block_channels must be positive multiples of 8 .*got \[16, 12\]"),
+        (["--block_channels", "0"], r"--block_channels must be positive multiples of 8"),
+        (["--max_shift", "-3"], r"--max_shift must be in \[0, 31\] pixels .*got -3"),
+        (["--resolution", "8", "--max_shift", "8"], r"--max_shift must be in \[0, 7\] pixels .*got 8"),
+        (["--learning_rate", "0"], r"--learning_rate must be a finite number > 0, got 0.0"),
+        (["--learning_rate", "nan"], r"--learning_rate must be a finite number > 0, got nan"),
+        (["--weight_decay", "-0.1"], r"--weight_decay must be a finite number >= 0, got -0.1"),
     ],
 )
 def test_bad_flags(tmp_path, argv, message):
     with pytest.raises(ValueError, match=message):
         train_classifier.parse_args(["--dataset_name", "digits", "--output_dir", str(tmp_path / "o"), *argv])
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_classifier_refuses_widths_its_group_norm_cannot_split():
+    with pytest.raises(ValueError, match=r"block_channels must be .* multiple of 8 .*got \[4, 4\]"):
+        ImageClassifier(block_channels=(4, 4))
+    with pytest.raises(ValueError, match=r"block_channels must be one or more widths"):
+        ImageClassifier(block_channels=())
+    assert list(ImageClassifier(block_channels=(8, 16)).config.block_channels) == [8, 16]
+
+
+def test_unlabelled_data_is_refused_with_the_route_that_needs_no_labels(tmp_path):
+    np.savez(tmp_path / "faces.npz", images=np.zeros((6, 8, 8), np.uint8))
+    args = train_classifier.parse_args(
+        ["--dataset_name", str(tmp_path / "faces.npz"), "--resolution", "8", "--output_dir", str(tmp_path / "judge")]
+    )
+    with pytest.raises(ValueError, match=r"faces.npz' has no label column.*--label_column.*evaluate.py --inception"):
+        train_classifier.main(args)
+    assert not (tmp_path / "judge").exists()
 
 
 def test_multi_label_judge_learns_the_synthetic_iclevr_objects(tmp_path):
