@@ -1,20 +1,24 @@
 """Evaluate saved DDPMCFGPipelines against a dataset: FID, KID, IS and conditional accuracy, over guidance scales,
-samplers and runs.
+samplers and runs; conditional and unconditional models alike.
 
     python train_scripts/evaluate.py --pipeline outputs/digits --dataset digits \
         --feature_network outputs/digits_classifier --output_dir outputs/digits_eval
     python train_scripts/evaluate.py --pipeline outputs/afhq_64_* --dataset huggan/AFHQv2 --split validation \
         --feature_network outputs/afhq_classifier --guidance_scales 3 --sampler ddpm ddim:50 dpm_solver++:20 ...
+    python train_scripts/evaluate.py --pipeline outputs/anime_faces --dataset path/to/faces --inception \
+        --output_dir outputs/anime_faces_eval
 
-The dataset is split at random into two disjoint halves A and B. A is the reference; B, compared with A, gives the
-real-vs-real floor of every metric, printed beside it. For every guidance scale, as many images as B holds are
-generated with B's labels, and scored against A: FID and KID on the feature network's features, IS and conditional
-accuracy on its class predictions. Feature network: a classifier trained by train_classifier.py (offline), or the
-standard Inception-v3 with --inception (needs torch-fidelity; IS and accuracy still come from --feature_network).
-Several --pipeline folders (e.g. lab 2's schedule x prediction-type runs) and several --sampler NAME:STEPS give
-one table. Writes OUT/eval.json, OUT/report.md (the table), OUT/guidance_sweep.png (FID against accuracy, a line per
-run and sampler) and one grid per row (one row of images per class).
-Reference features are cached (--cache_dir).
+The dataset (split --split) is split at random into two disjoint halves A and B. A is the reference; B, compared with
+A, gives the real-vs-real floor of every metric, printed beside it. For every guidance scale, as many images as B
+holds are generated (with B's labels for a conditional model; unconditional models are sampled once) and scored
+against A. Feature network, for FID, KID and IS: a classifier trained by train_classifier.py (--feature_network;
+offline), or the standard Inception-v3 with --inception (torch-fidelity; FID/KID on its pool features, IS on its
+ImageNet logits). Conditional accuracy needs a conditional model, labelled data and a classifier (--feature_network,
+which with --inception judges accuracy only). Several --pipeline folders (e.g. lab 2's schedule x prediction-type
+runs) and several --sampler NAME:STEPS give one table. Writes OUT/eval.json, OUT/report.md (the table),
+OUT/guidance_sweep.png (FID against accuracy, a line per run and sampler) and one grid per row (one row of images
+per class). Reference features are cached (--cache_dir). Pipelines, data, classifier and Inception weights are all
+loaded and checked against each other before anything is sampled or written.
 """
 
 import argparse
@@ -27,9 +31,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from huggingface_hub.utils import HFValidationError, validate_repo_id  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 
 from ddpm_hf import DDPMCFGPipeline  # noqa: E402
-from ddpm_hf.data import RESIZE_MODES, load_image_tensors, multi_hot, read_iclevr_conditions  # noqa: E402
+from ddpm_hf.data import (  # noqa: E402
+    BUILTIN_DATASETS,
+    RESIZE_MODES,
+    load_image_tensors,
+    multi_hot,
+    read_iclevr_conditions,
+)
 from ddpm_hf.metrics import (  # noqa: E402
     cached_tensors,
     extract_features,
@@ -44,9 +56,11 @@ from ddpm_hf.metrics import (  # noqa: E402
 )
 from ddpm_hf.models import ImageClassifier  # noqa: E402
 from ddpm_hf.schedulers import SAMPLERS, default_num_steps, make_sampler  # noqa: E402
-from ddpm_hf.viz import image_grid, tensor_to_pil  # noqa: E402
+from ddpm_hf.viz import image_grid, square_grid, tensor_to_pil  # noqa: E402
 
 COURSE_OMEGAS = (0, 0.5, 1, 2, 3, 5)
+# each half needs two images: FID's covariance (and KID's unbiased estimate) are undefined for one
+MIN_DATASET_IMAGES = 4
 
 
 def parse_args(argv=None):
@@ -65,16 +79,39 @@ def parse_args(argv=None):
         default="crop",
         help="'crop' (shorter side, centre crop) or 'stretch' (whole image to the square, e.g. i-CLEVR's 320x240).",
     )
-    parser.add_argument("--split", type=str, default="train", help="Split of the dataset to compare with.")
-    parser.add_argument("--feature_network", type=str, required=True, help="A classifier from train_classifier.py.")
-    parser.add_argument("--inception", action="store_true", help="FID/KID on Inception-v3 features instead.")
-    parser.add_argument("--inception_weights", type=str, default=None, help="Local Inception weights file.")
+    parser.add_argument(
+        "--split",
+        type=str,
+        default="train",
+        help="Split of the dataset to compare with (e.g. 'validation' of a Hub dataset or of an image folder with "
+        "train/ and validation/ sub-folders); 'digits', .npz files and i-CLEVR folders have only 'train'.",
+    )
+    parser.add_argument(
+        "--feature_network",
+        type=str,
+        default=None,
+        help="A classifier from train_classifier.py: FID/KID features, IS and conditional accuracy (with "
+        "--inception: accuracy only). Needed unless --inception is given.",
+    )
+    parser.add_argument(
+        "--inception",
+        action="store_true",
+        help="FID/KID on the standard Inception-v3 pool features and IS on its logits (torch-fidelity), instead of "
+        "--feature_network's.",
+    )
+    parser.add_argument(
+        "--inception_weights",
+        type=str,
+        default=None,
+        help="A local copy of torch-fidelity's weights-inception-2015-12-05-6726825d.pth (offline use); default: "
+        "torch.hub's cache ($TORCH_HOME/hub/checkpoints), downloaded there on first use.",
+    )
     parser.add_argument(
         "--guidance_scales",
         type=float,
         nargs="+",
         default=[1 + omega for omega in COURSE_OMEGAS],
-        help="Guidance scales s (omega = s - 1); default: omega 0, 0.5, 1, 2, 3, 5.",
+        help="Guidance scales s (omega = s - 1) of conditional models; default: omega 0, 0.5, 1, 2, 3, 5.",
     )
     parser.add_argument(
         "--sampler",
@@ -114,6 +151,10 @@ def parse_args(argv=None):
         raise ValueError(f"--guidance_scales must be >= 0, got {args.guidance_scales}.")
     if args.num_samples is not None and args.num_samples < 2:
         raise ValueError(f"--num_samples must be >= 2, got {args.num_samples}.")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1 (images per pipeline call), got {args.batch_size}.")
+    if args.num_inference_steps is not None and args.num_inference_steps < 1:
+        raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}.")
     args.samplers = [parse_sampler(value, args.num_inference_steps) for value in args.sampler]
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -123,8 +164,21 @@ def parse_args(argv=None):
         raise ValueError(f"Unknown --resize_mode {args.resize_mode!r}; choose one of {list(RESIZE_MODES)}.")
     if args.conditions is not None and not os.path.isfile(args.conditions):
         raise ValueError(f"--conditions {args.conditions!r} is not a file.")
-    if not os.path.isfile(os.path.join(args.feature_network, "config.json")):
+    if args.feature_network is None and not args.inception:
+        raise ValueError(
+            "Give --feature_network PATH (a classifier from train_classifier.py; offline), --inception (the standard "
+            "Inception-v3 through torch-fidelity), or both."
+        )
+    if args.feature_network is not None and not os.path.isfile(os.path.join(args.feature_network, "config.json")):
         raise ValueError(f"--feature_network {args.feature_network!r} is not a saved classifier (no config.json).")
+    if args.inception_weights is not None:
+        if not args.inception:
+            raise ValueError("--inception_weights is the Inception-v3 weights file of --inception; add --inception.")
+        if not os.path.isfile(args.inception_weights):
+            raise ValueError(f"--inception_weights {args.inception_weights!r} is not a file.")
+    for path in args.pipeline:
+        check_pipeline_source(path)
+    check_dataset_source(args.dataset, args.split)
     return args
 
 
@@ -138,6 +192,134 @@ def parse_sampler(value: str, default_steps: int | None):
     return name, int(steps) if steps else default_steps
 
 
+def looks_local(path: str) -> bool:
+    """
+    Whether `path` means a local file or folder rather than a Hub id: it starts with ./, ../, / or ~, its parent
+    folder exists, or it holds a path separator and is no valid Hub id ("owner/name").
+    """
+    if path in (".", "..") or path.startswith(("./", "../", "~", os.sep, "." + os.sep)) or os.path.isabs(path):
+        return True
+    parent = os.path.dirname(path)
+    if parent and os.path.isdir(parent):
+        return True
+    if os.sep in path or "/" in path:
+        try:
+            validate_repo_id(path)
+        except HFValidationError:
+            return True
+    return False
+
+
+def check_pipeline_source(path: str) -> None:
+    """A saved pipeline folder, or a Hub id; a local-looking path that does not exist never reaches the Hub."""
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "model_index.json")):
+            raise ValueError(f"--pipeline {path!r} is a folder without model_index.json, not a saved pipeline.")
+    elif os.path.exists(path):
+        raise ValueError(f"--pipeline {path!r} is a file; give a saved pipeline folder or a Hub id (owner/name).")
+    elif looks_local(path):
+        raise ValueError(
+            f"--pipeline {path!r}: the folder does not exist. (It reads as a local path, so the Hub is not asked; "
+            "a Hub id has the form owner/name.)"
+        )
+
+
+def local_dataset_splits(dataset: str) -> list[str] | None:
+    """
+    The splits a local dataset source offers, as `ddpm_hf.data.load_image_dataset` reads it; None where 🤗 datasets
+    resolves the split and names the splits there are when it is unknown (Hub ids, image folders, saved DatasetDicts).
+    """
+    if dataset in BUILTIN_DATASETS or dataset.endswith(".npz"):
+        return ["train"]
+    if not os.path.isdir(dataset):
+        return None
+    if os.path.isfile(os.path.join(dataset, "dataset_dict.json")):
+        return None
+    if os.path.isfile(os.path.join(dataset, "objects.json")) and os.path.isfile(os.path.join(dataset, "train.json")):
+        return ["train"]  # i-CLEVR: the images of train.json; test.json holds conditions only
+    if os.path.isfile(os.path.join(dataset, "dataset_info.json")):
+        return ["train"]  # one saved Dataset
+    for _, _, names in os.walk(dataset):
+        if any(name.endswith((".parquet", ".arrow")) for name in names):
+            return ["train"]  # every parquet or arrow file loads as one split
+    return None
+
+
+def check_dataset_source(dataset: str, split: str) -> None:
+    """Refuse a missing local dataset (before the Hub is asked) and a split the source does not have."""
+    if dataset not in BUILTIN_DATASETS and not os.path.exists(dataset) and looks_local(dataset):
+        raise ValueError(f"--dataset {dataset!r} does not exist (a local path, so the Hub is not asked).")
+    splits = local_dataset_splits(dataset)
+    if splits is not None and split not in splits:
+        raise ValueError(f"--split {split!r}: {dataset!r} has the split(s) {splits}.")
+
+
+def short_list(names) -> str:
+    """A list of class names for a message: all of them up to 10, else the first 10 and the count."""
+    names = list(names)
+    return str(names) if len(names) <= 10 else f"{names[:10]} ... ({len(names)} in all)"
+
+
+def is_default_names(names) -> bool:
+    """Whether class names are just the ids as strings (what data or a model without names gets)."""
+    return list(names) == [str(index) for index in range(len(names))]
+
+
+def check_classes(source: str, num_classes: int, multi_label: bool, names, labels, class_names, dataset: str):
+    """Refuse a model or judge whose classes are not the data's (count, single/multi-label, names where both have
+    real names): its class ids would mean other classes than the data's labels."""
+    data_kind = "multi-label" if labels.ndim == 2 else "single-label"
+    kind = "multi-label" if multi_label else "single-label"
+    if kind != data_kind:
+        raise ValueError(
+            f"{source} is {kind} and the dataset {dataset!r} is {data_kind}; evaluate it on its own data."
+        )
+    if num_classes != len(class_names):
+        raise ValueError(
+            f"The dataset {dataset!r} has {len(class_names)} classes {short_list(class_names)} and {source} has "
+            f"{num_classes}{'' if names is None else ' ' + short_list(names)}; give the data the model was trained on."
+        )
+    if names is not None and list(names) != list(class_names):
+        if not (is_default_names(names) or is_default_names(class_names)):
+            raise ValueError(
+                f"The dataset {dataset!r} has the classes {short_list(class_names)} and {source} has "
+                f"{short_list(names)}; the same ids would mean other classes."
+            )
+
+
+def check_data_matches(args, pipes, judge, images, labels, class_names):
+    """Everything the evaluation compares must agree before anything is sampled: enough images for two halves, the
+    pipelines' and the judge's channels and classes against the data's."""
+    if args.conditions is not None and (labels is None or labels.ndim != 2):
+        raise ValueError(f"--conditions is for multi-label data; {args.dataset!r} has one label per image or none.")
+    if len(images) < MIN_DATASET_IMAGES:
+        raise ValueError(
+            f"The dataset {args.dataset!r} (split {args.split!r}) holds {len(images)} image(s); at least "
+            f"{MIN_DATASET_IMAGES} are needed to split it into two halves of 2 or more (reference and floor)."
+        )
+    channels = images.shape[1]
+    for path, pipe in pipes.items():
+        if pipe.unet.config.in_channels != channels:
+            raise ValueError(
+                f"The dataset {args.dataset!r} has {channels}-channel images and the pipeline {path!r} makes "
+                f"{pipe.unet.config.in_channels}-channel images; evaluate a model on data of its own kind."
+            )
+        if pipe.num_classes is not None and labels is not None:
+            stored_names = list(pipe.id2label.values()) if pipe.config.get("id2label") else None
+            check_classes(f"the pipeline {path!r}", pipe.num_classes, pipe.is_multi_label, stored_names, labels,
+                          class_names, args.dataset)  # fmt: skip
+    if judge is not None:
+        if judge.config.in_channels != channels:
+            raise ValueError(
+                f"The dataset {args.dataset!r} has {channels}-channel images and the classifier "
+                f"{args.feature_network!r} takes {judge.config.in_channels}-channel images."
+            )
+        if labels is not None:
+            check_classes(f"the classifier {args.feature_network!r}", judge.config.num_labels,
+                          judge.config.multi_label, judge.config.label_names, labels, class_names,
+                          args.dataset)  # fmt: skip
+
+
 def repeat_to(requested: torch.Tensor, count: int) -> torch.Tensor:
     """`requested` (class ids (N,) or multi-hot rows (N, K)) repeated in turn to `count` entries."""
     repeats = count // len(requested) + 1
@@ -149,31 +331,33 @@ def split_halves(count: int, seed: int):
     return order[: count // 2], order[count // 2 :]
 
 
-def generate(pipe, labels, count, guidance_scale, num_steps, batch_size, seed):
-    """`count` images in [0, 1] for the requested labels (unconditional when `labels` is None)."""
+def generate(pipe, labels, count, guidance_scale, num_steps, batch_size, seed, description=None):
+    """`count` images in [0, 1] for the requested labels (unconditional when `labels` is None), with a progress bar
+    named `description`."""
     generator = torch.Generator().manual_seed(seed)
     chunks = []
-    for first in range(0, count, batch_size):
-        chunk = None if labels is None else labels[first : first + batch_size]
-        chunks.append(
-            pipe(
-                class_labels=chunk,
-                batch_size=len(chunk) if chunk is not None else min(batch_size, count - first),
-                guidance_scale=guidance_scale,
-                num_inference_steps=num_steps,
-                generator=generator,
-                output_type="pt",
-            ).images.cpu()  # fmt: skip
-        )
+    with tqdm(total=count, desc=description or "sample", unit="img") as progress:
+        for first in range(0, count, batch_size):
+            chunk = None if labels is None else labels[first : first + batch_size]
+            chunks.append(
+                pipe(
+                    class_labels=chunk,
+                    batch_size=len(chunk) if chunk is not None else min(batch_size, count - first),
+                    guidance_scale=guidance_scale,
+                    num_inference_steps=num_steps,
+                    generator=generator,
+                    output_type="pt",
+                ).images.cpu()  # fmt: skip
+            )
+            progress.update(len(chunks[-1]))
     return torch.cat(chunks)
 
 
-def main(args):
-    os.makedirs(args.output_dir, exist_ok=True)
+def load_pipelines(args) -> dict:
     pipes = {}
     for path in args.pipeline:
         pipe = DDPMCFGPipeline.from_pretrained(path).to(args.device)
-        pipe.set_progress_bar_config(disable=True)
+        pipe.set_progress_bar_config(disable=True)  # one bar per guidance scale instead of one per batch
         pipes[path] = pipe
     unet_config = next(iter(pipes.values())).unet.config
     for path, pipe in pipes.items():
@@ -182,48 +366,60 @@ def main(args):
             unet_config.in_channels,
         ):
             raise ValueError(f"{path} makes other images than {args.pipeline[0]}; evaluate them separately.")
-    mode = "L" if unet_config.in_channels == 1 else "RGB"
-    classifier = ImageClassifier.from_pretrained(args.feature_network).eval().to(args.device)
-    weights = os.path.join(args.feature_network, "diffusion_pytorch_model.safetensors")
-    feature_network = (
-        inception_feature_network(args.inception_weights).to(args.device) if args.inception else classifier
-    )
-    network_id = "inception-v3-compat" if args.inception else file_fingerprint(weights)
+    return pipes
+
+
+def main(args):
+    # everything is loaded and checked against everything else before anything is sampled or written
+    pipes = load_pipelines(args)
+    unet_config = next(iter(pipes.values())).unet.config
+    judge = None
+    if args.feature_network is not None:
+        judge = ImageClassifier.from_pretrained(args.feature_network).eval().to(args.device)
+    if args.inception:
+        feature_network = inception_feature_network(args.inception_weights).to(args.device)
+        network_id = "inception-v3-compat 2048 logits_unbiased"
+    else:
+        feature_network = judge
+        network_id = file_fingerprint(os.path.join(args.feature_network, "diffusion_pytorch_model.safetensors"))
 
     images, labels, class_names = load_image_tensors(
-        args.dataset, resolution=unet_config.sample_size, mode=mode, resize_mode=args.resize_mode
-    )
+        args.dataset, resolution=unet_config.sample_size, split=args.split, resize_mode=args.resize_mode,
+        progress=True,
+    )  # fmt: skip
+    check_data_matches(args, pipes, judge, images, labels, class_names)
+    mode = "L" if images.shape[1] == 1 else "RGB"
     images = (images + 1) / 2  # [0, 1], as the pipeline returns them
     half_a, half_b = split_halves(len(images), args.seed)
+    multi_label = labels is not None and labels.ndim == 2
+    accuracy_of = multi_label_accuracy if multi_label else single_label_accuracy
+    wanted = None
+    if labels is not None:  # what every conditional run is asked for: the file's conditions, else half B's labels
+        wanted = labels[half_b]
+        if args.conditions is not None:
+            wanted = multi_hot(read_iclevr_conditions(args.conditions, class_names), len(class_names))
+        wanted = repeat_to(wanted, args.num_samples or len(half_b))
+    os.makedirs(args.output_dir, exist_ok=True)
+
     key = {"dataset": args.dataset, "split": args.split, "resolution": unet_config.sample_size, "mode": mode,
-           "resize_mode": args.resize_mode,
-           "seed": args.seed, "count": len(images), "network": network_id}  # fmt: skip
+           "resize_mode": args.resize_mode, "seed": args.seed, "count": len(images), "network": network_id,
+           "entries": ["features_a", "features_b", "logits_b"]}  # fmt: skip
 
     def reference():
-        return {
-            "features_a": extract_features(feature_network, images[half_a])[0],
-            "features_b": extract_features(feature_network, images[half_b])[0],
-        }
-
-    def features_and_judgement(images):
-        """Feature-network features and the judge's logits, in one pass when the judge is the feature network."""
-        features, logits = extract_features(feature_network, images)
-        if feature_network is not classifier:
-            logits = extract_features(classifier, images)[1]
-        return features, logits
+        features_b, logits_b = extract_features(feature_network, images[half_b])
+        return {"features_a": extract_features(feature_network, images[half_a])[0], "features_b": features_b,
+                "logits_b": logits_b}  # fmt: skip
 
     cached, from_cache = cached_tensors(key, reference, args.cache_dir)
     features_a, features_b = cached["features_a"], cached["features_b"]
-    _, judge_logits_b = extract_features(classifier, images[half_b])
-    multi_label = labels is not None and labels.ndim == 2
-    accuracy_of = multi_label_accuracy if multi_label else single_label_accuracy
-    if args.conditions is not None and not multi_label:
-        raise ValueError(f"--conditions is for multi-label data; {args.dataset!r} has one label per image.")
+    judge_logits_b = None
+    if judge is not None and labels is not None:
+        judge_logits_b = cached["logits_b"] if judge is feature_network else extract_features(judge, images[half_b])[1]
     floor = {
         "fid": frechet_distance(features_a, features_b),
         "kid": kernel_distance(features_a, features_b)[0],
-        "inception_score": inception_score(judge_logits_b)[0],
-        "accuracy": accuracy_of(judge_logits_b, labels[half_b]) if labels is not None else None,
+        "inception_score": inception_score(cached["logits_b"])[0],
+        "accuracy": accuracy_of(judge_logits_b, labels[half_b]) if judge_logits_b is not None else None,
     }
     cache_note = ", features cached" if from_cache else ""
     print(
@@ -233,16 +429,16 @@ def main(args):
     )
 
     num_samples = args.num_samples or len(half_b)
-    if labels is not None:  # what every conditional run is asked for: the file's conditions, else half B's labels
-        wanted = labels[half_b]
-        if args.conditions is not None:
-            wanted = multi_hot(read_iclevr_conditions(args.conditions, class_names), len(class_names))
-        wanted = repeat_to(wanted, num_samples)
     results = []
     for path, pipe in pipes.items():
         conditional = pipe.num_classes is not None and labels is not None
+        if pipe.num_classes is not None and labels is None:
+            print(f"{path}: the dataset has no labels, so this conditional model is sampled unconditionally (null "
+                  "condition, no guidance).", flush=True)  # fmt: skip
         requested = wanted if conditional else None
+        judged = conditional and judge is not None  # accuracy needs the requested classes and a classifier
         training_scheduler_config = pipe.scheduler.config
+        run_name = os.path.basename(os.path.normpath(path))
         for sampler, steps in args.samplers:
             pipe.scheduler = make_sampler(sampler, training_scheduler_config)
             steps = steps or default_num_steps(sampler, training_scheduler_config.num_train_timesteps)
@@ -251,12 +447,16 @@ def main(args):
             else:
                 pipe.disable_compiled_sampling()
             for guidance_scale in args.guidance_scales if conditional else [1.0]:
+                description = f"{run_name} {sampler}:{steps}" + (f" s={guidance_scale:g}" if conditional else "")
                 start = time.time()
                 generated = generate(
-                    pipe, requested, num_samples, guidance_scale, steps, args.batch_size, args.seed + 1
+                    pipe, requested, num_samples, guidance_scale, steps, args.batch_size, args.seed + 1, description
                 )
                 seconds = time.time() - start
-                features, judge_logits = features_and_judgement(generated)
+                features, logits = extract_features(feature_network, generated)
+                judge_logits = None
+                if judged:
+                    judge_logits = logits if judge is feature_network else extract_features(judge, generated)[1]
                 kid_mean, kid_std = kernel_distance(features_a, features)
                 result = {
                     "pipeline": path,
@@ -266,14 +466,15 @@ def main(args):
                     "num_inference_steps": steps,
                     "guidance_scale": guidance_scale,
                     "omega": guidance_scale - 1,
+                    "conditional": conditional,
                     "fid": frechet_distance(features_a, features),
                     "kid": kid_mean,
                     "kid_std": kid_std,
-                    "inception_score": inception_score(judge_logits)[0],
-                    "accuracy": accuracy_of(judge_logits, requested) if conditional else None,
+                    "inception_score": inception_score(logits)[0],
+                    "accuracy": accuracy_of(judge_logits, requested) if judged else None,
                     # multi-label: the same accuracy by number of labels asked for (scenes of 1, 2, 3 objects)
                     "accuracy_by_label_count": multi_label_accuracy_by_count(judge_logits, requested)
-                    if conditional and multi_label
+                    if judged and multi_label
                     else None,
                     "num_samples": len(generated),
                     "sample_seconds": round(seconds, 1),
@@ -282,9 +483,9 @@ def main(args):
                 }
                 results.append(result)
                 save_class_grid(generated, requested, class_names, os.path.join(args.output_dir, result["grid"]))
-                accuracy = f", accuracy {result['accuracy']:.4f}" if conditional else ""
+                accuracy = f", accuracy {result['accuracy']:.4f}" if judged else ""
                 print(
-                    f"{os.path.basename(path.rstrip('/'))} {sampler} {steps} steps, s={guidance_scale:g} "
+                    f"{run_name} {sampler} {steps} steps, s={guidance_scale:g} "
                     f"(omega={guidance_scale - 1:g}): FID {result['fid']:.3f}, KID {kid_mean:.5f}, "
                     f"IS {result['inception_score']:.3f}{accuracy} ({seconds:.0f} s)",
                     flush=True,
@@ -295,6 +496,7 @@ def main(args):
     report = {
         "pipelines": args.pipeline,
         "dataset": args.dataset,
+        "split": args.split,
         "feature_network": "inception-v3" if args.inception else args.feature_network,
         "judge": args.feature_network,
         "reference_images": len(half_a),
@@ -318,12 +520,10 @@ def grid_name(path, sampler, steps, guidance_scale, num_pipelines):
 
 def save_class_grid(generated, requested, class_names, path, per_class=8):
     """One row per class (up to 10 classes; for multi-label conditions, the first 10 distinct ones), `per_class`
-    samples each; unconditional: 8x8 samples."""
+    samples each; unconditional: the first 64 samples (fewer in a square as near as they fill)."""
     upscale = max(1, 64 // generated.shape[-1])
     if requested is None:
-        picked = generated[:64]
-        rows = len(picked) // 8
-        grid = image_grid(tensor_to_pil(picked[: rows * 8] * 2 - 1, upscale), rows, 8)
+        grid = square_grid(tensor_to_pil(generated[:64] * 2 - 1, upscale))
     else:
         if requested.ndim == 2:  # multi-hot conditions: the first 10 distinct ones
             distinct = []
@@ -376,8 +576,9 @@ def write_report(report, path, has_plot):
     lines = [
         f"# Evaluation on `{report['dataset']}`",
         "",
-        f"Features: {report['feature_network']}; judge (IS, accuracy): {report['judge']}; reference: "
-        f"{report['reference_images']} real images (half A). Runs: {', '.join(report['pipelines'])}.",
+        f"Features (FID, KID) and IS: {report['feature_network']}; accuracy judge: {report['judge'] or 'none'}; "
+        f"reference: {report['reference_images']} real images (half A of split {report['split']!r}). "
+        f"Runs: {', '.join(report['pipelines'])}.",
         "",
         "| run | schedule | prediction | sampler | steps | omega (s - 1) | FID | KID | IS | accuracy | time |"
         + (" accuracy by labels asked |" if by_count else ""),

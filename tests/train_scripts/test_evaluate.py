@@ -2,15 +2,18 @@
 
 import json
 import sys
+import types
+import urllib.error
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ddpm_hf import DDPMCFGPipeline, ExtendedDDPMScheduler, make_unet
 from ddpm_hf.data import load_image_tensors
-from ddpm_hf.metrics import extract_features, frechet_distance
+from ddpm_hf.metrics import extract_features, frechet_distance, inception_score, kernel_distance
 from ddpm_hf.models import ImageClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "train_scripts"))
@@ -174,3 +177,302 @@ def test_compiled_ddpm_sampling_scores_the_same_as_the_plain_loop(setup):
     assert [row["compiled_sampling"] for row in compiled["results"]] == [True]
     for key in ("fid", "kid", "inception_score", "accuracy"):
         assert compiled["results"][0][key] == pytest.approx(plain["results"][0][key], rel=1e-3, abs=1e-4)
+
+
+def argv_for(folder, *extra, pipeline="pipe", judge="judge"):
+    """evaluate.py's flags for a quick run on `folder`'s data; `judge=None` leaves --feature_network out."""
+    argv = ["--pipeline", str(folder / pipeline), "--dataset", str(folder / "data.npz"), "--output_dir",
+            str(folder / "eval"), "--cache_dir", str(folder / "cache"), "--guidance_scales", "3", "--sampler", "ddim",
+            "--num_inference_steps", "2"]  # fmt: skip
+    if judge is not None:
+        argv += ["--feature_network", str(folder / judge)]
+    return [*argv, *extra]
+
+
+@pytest.fixture
+def unconditional(setup):
+    """`setup` plus an unconditional pipeline (pipe_uncond) of the same tiny U-Net shape."""
+    torch.manual_seed(2)
+    DDPMCFGPipeline(
+        unet=make_unet("tiny", 8, 1), scheduler=ExtendedDDPMScheduler(num_train_timesteps=20)
+    ).save_pretrained(setup / "pipe_uncond")
+    return setup
+
+
+def save_image_folder(root, counts, seed):
+    """An image folder root/SPLIT/CLASS/i.png of random 8x8 greyscale images, `counts` = {split: images per class}."""
+    rng = np.random.default_rng(seed)
+    for split, count in counts.items():
+        for class_name in ("a", "b"):
+            (root / split / class_name).mkdir(parents=True)
+            for index in range(count):
+                pixels = (rng.random((8, 8)) * 255).astype(np.uint8)
+                Image.fromarray(pixels, mode="L").save(root / split / class_name / f"{index}.png")
+
+
+def test_split_picks_the_split_and_an_unknown_split_is_refused(unconditional):
+    save_image_folder(unconditional / "folder", {"train": 4, "test": 6}, seed=3)
+    judge = ImageClassifier(in_channels=1, resolution=8, num_labels=2, block_channels=(8, 16), feature_dim=6,
+                            label_names=["a", "b"])  # fmt: skip
+    judge.save_pretrained(unconditional / "judge_ab")
+    folder = str(unconditional / "folder")
+    argv = argv_for(unconditional, "--dataset", folder, "--num_samples", "2", pipeline="pipe_uncond", judge="judge_ab")
+    for split, count in (("train", 8), ("test", 12)):
+        report = evaluate.main(evaluate.parse_args([*argv, "--split", split]))
+        assert report["split"] == split and report["reference_images"] == count // 2
+        # the floor is that split's FID, recomputed from the split's own images
+        images, _, _ = load_image_tensors(folder, resolution=8, split=split)
+        half_a, half_b = evaluate.split_halves(count, 0)
+        features_a, _ = extract_features(judge, (images[half_a] + 1) / 2)
+        features_b, _ = extract_features(judge, (images[half_b] + 1) / 2)
+        assert report["floor"]["fid"] == pytest.approx(frechet_distance(features_a, features_b), rel=1e-9)
+    with pytest.raises(ValueError, match=r"Unknown split \"nonexistent\".*\['train', 'test'\]|\['test', 'train'\]"):
+        evaluate.main(evaluate.parse_args([*argv, "--split", "nonexistent", "--output_dir", str(unconditional / "o")]))
+    # single-split sources name the one split they have, before anything is loaded
+    for dataset in (str(unconditional / "data.npz"), "digits"):
+        with pytest.raises(ValueError, match=r"--split 'test': .* has the split\(s\) \['train'\]"):
+            evaluate.parse_args([*argv, "--dataset", dataset, "--split", "test"])
+    assert not (unconditional / "o").exists()
+
+
+def test_a_missing_local_pipeline_folder_is_refused_without_asking_the_hub(setup, fake_hub, monkeypatch):
+    monkeypatch.chdir(setup)
+    (setup / "runs").mkdir()
+    for missing in ("runs/missing", "./missing", str(setup / "missing"), "~/missing_ddpm_run", "a/b/c", "runs/"):
+        with pytest.raises(ValueError, match="does not exist|not a saved pipeline"):
+            evaluate.main(evaluate.parse_args(argv_for(setup, "--pipeline", missing)))
+        assert fake_hub.requests == [], missing
+    assert not (setup / "eval").exists()
+    # a Hub id ("owner/name" whose owner is no local folder) still goes to the Hub
+    with pytest.raises(OSError, match="Repository Not Found"):  # the fake Hub has no such repository
+        evaluate.main(evaluate.parse_args(argv_for(setup, "--pipeline", "someone/ddpm-model")))
+    assert fake_hub.requests and all("someone/ddpm-model" in path for _, path in fake_hub.requests)
+
+
+def test_a_missing_local_dataset_is_refused_without_asking_the_hub(setup, fake_hub, monkeypatch):
+    monkeypatch.chdir(setup)
+    with pytest.raises(ValueError, match=r"--dataset '\./faces' does not exist"):
+        evaluate.parse_args(argv_for(setup, "--dataset", "./faces"))
+    assert fake_hub.requests == []
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--batch_size", "0"], r"--batch_size must be >= 1 .*got 0"),
+        (["--batch_size", "-4"], r"--batch_size must be >= 1 .*got -4"),
+        (["--num_inference_steps", "0"], r"--num_inference_steps must be >= 1, got 0"),
+        (["--inception_weights", "w.pth"], r"--inception_weights is .* add --inception"),
+    ],
+)
+def test_bad_numbers_are_refused_when_parsed(setup, extra, message):
+    with pytest.raises(ValueError, match=message):
+        evaluate.parse_args(argv_for(setup, *extra))
+
+
+def test_no_feature_network_and_no_inception_is_refused(setup):
+    with pytest.raises(ValueError, match=r"Give --feature_network PATH .*--inception"):
+        evaluate.parse_args(argv_for(setup, judge=None))
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_a_dataset_too_small_to_split_is_refused(setup, count):
+    np.savez(setup / "small.npz", images=np.zeros((count, 8, 8), np.uint8), labels=np.zeros(count, np.int64),
+             label_names=np.array(["dark", "mid", "light"]))  # fmt: skip
+    with pytest.raises(ValueError, match=rf"holds {count} image\(s\); at least 4 are needed"):
+        evaluate.main(evaluate.parse_args(argv_for(setup, "--dataset", str(setup / "small.npz"))))
+    assert not (setup / "eval").exists()
+
+
+def save_mismatched(folder, case):
+    """The data or judge of one mismatch against `setup`'s greyscale 3-class pipeline; returns evaluate.py's extra
+    flags and the message naming both sides."""
+    rng = np.random.default_rng(5)
+    labels = np.repeat(np.arange(3), 4)
+    names = np.array(["dark", "mid", "light"])
+    if case == "colour data":
+        np.savez(folder / "other.npz", images=(rng.random((12, 8, 8, 3)) * 255).astype(np.uint8), labels=labels,
+                 label_names=names)  # fmt: skip
+        return ["--dataset", str(folder / "other.npz")], r"3-channel images and the pipeline .* makes 1-channel"
+    if case == "more classes":
+        np.savez(folder / "other.npz", images=(rng.random((12, 8, 8)) * 255).astype(np.uint8),
+                 labels=np.arange(12) % 5)  # fmt: skip
+        return ["--dataset", str(folder / "other.npz")], r"has 5 classes .* and the pipeline .* has 3 \['dark'"
+    if case == "other class names":
+        np.savez(folder / "other.npz", images=(rng.random((12, 8, 8)) * 255).astype(np.uint8), labels=labels,
+                 label_names=np.array(["cat", "dog", "fox"]))  # fmt: skip
+        return ["--dataset", str(folder / "other.npz")], r"classes \['cat', 'dog', 'fox'\] and the pipeline .*'dark'"
+    if case == "colour judge":
+        ImageClassifier(in_channels=3, resolution=8, num_labels=3, block_channels=(8, 16), feature_dim=6,
+                        label_names=list(names)).save_pretrained(folder / "other_judge")  # fmt: skip
+        return ["--feature_network", str(folder / "other_judge")], r"1-channel images and the classifier .* takes 3"
+    ImageClassifier(in_channels=1, resolution=8, num_labels=4, block_channels=(8, 16),
+                    feature_dim=6).save_pretrained(folder / "other_judge")  # fmt: skip
+    return ["--feature_network", str(folder / "other_judge")], r"has 3 classes .* and the classifier .* has 4"
+
+
+@pytest.mark.parametrize("case", ["colour data", "more classes", "other class names", "colour judge", "judge classes"])
+def test_mismatched_data_or_judge_is_refused_before_sampling(setup, monkeypatch, case):
+    extra, message = save_mismatched(setup, case)
+    sampled = []
+    monkeypatch.setattr(evaluate, "generate", lambda *args, **kwargs: sampled.append(args))
+    with pytest.raises(ValueError, match=message):
+        evaluate.main(evaluate.parse_args(argv_for(setup, *extra)))
+    assert sampled == [] and not (setup / "eval").exists()
+
+
+def test_an_unconditional_model_is_scored_by_the_classifier_judge(unconditional):
+    report = evaluate.main(evaluate.parse_args(argv_for(unconditional, "--num_samples", "6",
+                                                        pipeline="pipe_uncond")))  # fmt: skip
+    (result,) = report["results"]  # sampled once: guidance does not apply
+    assert result["accuracy"] is None and not result["conditional"] and result["num_samples"] == 6
+    assert 0 <= report["floor"]["accuracy"] <= 1  # the judge on real labelled images still gives the floor
+    # FID, KID and IS recomputed from the same samples and the judge
+    pipe = DDPMCFGPipeline.from_pretrained(unconditional / "pipe_uncond")
+    pipe.scheduler = evaluate.make_sampler("ddim", pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    generated = evaluate.generate(pipe, None, 6, 1.0, 2, 500, seed=1)
+    judge = ImageClassifier.from_pretrained(unconditional / "judge")
+    images, _, _ = load_image_tensors(str(unconditional / "data.npz"), resolution=8)
+    half_a, _ = evaluate.split_halves(60, 0)
+    features_a, _ = extract_features(judge, (images[half_a] + 1) / 2)
+    features, logits = extract_features(judge, generated)
+    assert result["fid"] == pytest.approx(frechet_distance(features_a, features), rel=1e-6)
+    assert result["kid"] == pytest.approx(kernel_distance(features_a, features)[0], rel=1e-6, abs=1e-12)
+    assert result["inception_score"] == pytest.approx(inception_score(logits)[0], rel=1e-6)
+    assert (unconditional / "eval" / result["grid"]).exists()
+    assert "| pipe_uncond | linear | epsilon | ddim | 2 | 0 |" in (unconditional / "eval" / "report.md").read_text()
+
+
+def test_progress_bars_for_decoding_and_for_each_guidance_scale(setup, capsys):
+    run(setup)
+    err = capsys.readouterr().err
+    assert "decode images: 100%" in err and "60/60" in err
+    for scale in ("1", "3"):
+        assert f"pipe ddim:3 s={scale}: 100%" in err  # 30 samples per scale
+    assert err.count("30/30") >= 2
+
+
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+
+
+class StandInInception(torch.nn.Module):
+    """torch-fidelity's FeatureExtractorInceptionV3 as far as evaluate.py meets it, for machines without it: the
+    constructor's weights step as torch-fidelity does it (torch.load of the given file, else torch.hub's
+    load_state_dict_from_url: its cache, then a download) and a forward that takes uint8 RGB images and returns the
+    requested features; a tiny conv net stands in for Inception-v3."""
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None):
+        super().__init__()
+        assert name == "inception-v3-compat" and features_list == ["2048", "logits_unbiased"]
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8, 5)
+        if feature_extractor_weights_path is None:
+            state = torch.hub.load_state_dict_from_url(f"https://example.invalid/{INCEPTION_FILE}", progress=False)
+        else:
+            state = torch.load(feature_extractor_weights_path, weights_only=False)
+        self.load_state_dict(state)
+
+    def forward(self, images):
+        assert images.dtype == torch.uint8 and images.ndim == 4 and images.shape[1] == 3
+        pooled = self.conv(images.float() / 128 - 1).mean(dim=(2, 3))
+        return pooled, self.fc(pooled)
+
+
+def use_torch_fidelity(monkeypatch, kind):
+    """Make `from torch_fidelity.feature_extractor_inceptionv3 import ...` give the stand-in, or check that the real
+    torch-fidelity imports here (skip otherwise)."""
+    if kind == "installed":
+        try:
+            import torch_fidelity.feature_extractor_inceptionv3  # noqa: F401
+        except (ImportError, RuntimeError) as error:
+            pytest.skip(f"torch-fidelity does not import here ({type(error).__name__}); the stand-in covers it")
+        return
+    package = types.ModuleType("torch_fidelity")
+    module = types.ModuleType("torch_fidelity.feature_extractor_inceptionv3")
+    module.URL_INCEPTION_V3 = f"https://example.invalid/{INCEPTION_FILE}"
+    module.FeatureExtractorInceptionV3 = StandInInception
+    package.feature_extractor_inceptionv3 = module
+    monkeypatch.setitem(sys.modules, "torch_fidelity", package)
+    monkeypatch.setitem(sys.modules, "torch_fidelity.feature_extractor_inceptionv3", module)
+
+
+@pytest.fixture
+def offline_torch_home(tmp_path, monkeypatch):
+    """An empty torch.hub cache, and no network for torch.hub: a download fails as it does offline."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("no network in tests")
+
+    monkeypatch.setattr(torch.hub, "urlopen", refuse)
+    return tmp_path / "torch_home"
+
+
+@pytest.mark.parametrize("kind", ["stand-in", "installed"])
+def test_inception_starts_without_a_feature_network_and_offline_says_how_to_supply_the_weights(
+    unconditional, monkeypatch, offline_torch_home, kind
+):
+    use_torch_fidelity(monkeypatch, kind)
+    args = evaluate.parse_args(argv_for(unconditional, "--inception", "--num_samples", "4", pipeline="pipe_uncond",
+                                        judge=None))  # fmt: skip
+    cached = offline_torch_home / "hub" / "checkpoints" / INCEPTION_FILE
+    with pytest.raises(RuntimeError, match="Could not get the Inception-v3 weights") as error:
+        evaluate.main(args)
+    assert "--inception_weights FILE" in str(error.value) and str(cached) in str(error.value)
+    assert not (unconditional / "eval").exists()
+    if kind == "stand-in":  # following the message works: the file in torch.hub's cache is read, no download
+        cached.parent.mkdir(parents=True, exist_ok=True)  # torch.hub made it for the failed download
+        torch.save(stand_in_weights(), cached)
+        report = evaluate.main(args)
+        assert report["feature_network"] == "inception-v3" and report["judge"] is None
+
+
+def stand_in_weights():
+    torch.manual_seed(0)
+    return {"conv.weight": torch.randn(8, 3, 3, 3) * 0.3, "conv.bias": torch.zeros(8),
+            "fc.weight": torch.randn(5, 8), "fc.bias": torch.zeros(5)}  # fmt: skip
+
+
+def test_inception_route_scores_fid_kid_and_is_on_the_inception_outputs(setup, unconditional, monkeypatch, tmp_path):
+    use_torch_fidelity(monkeypatch, "stand-in")
+    torch.save(stand_in_weights(), tmp_path / INCEPTION_FILE)
+    inception = ["--inception", "--inception_weights", str(tmp_path / INCEPTION_FILE), "--num_samples", "6"]
+    report = evaluate.main(evaluate.parse_args(argv_for(setup, *inception, pipeline="pipe_uncond", judge=None)))
+    (result,) = report["results"]
+    assert report["feature_network"] == "inception-v3" and report["judge"] is None
+    assert result["accuracy"] is None and report["floor"]["accuracy"] is None  # no classifier: no accuracy
+    # floor and scores recomputed with the same network: greyscale goes in as three equal channels, uint8
+    network = StandInInception("inception-v3-compat", ["2048", "logits_unbiased"], str(tmp_path / INCEPTION_FILE))
+    images, _, _ = load_image_tensors(str(setup / "data.npz"), resolution=8)
+    half_a, half_b = evaluate.split_halves(60, 0)
+
+    def outputs(batch):
+        with torch.no_grad():
+            features, logits = network((batch * 255).round().to(torch.uint8).expand(-1, 3, -1, -1))
+        return features.double(), logits.double()
+
+    features_a, _ = outputs((images[half_a] + 1) / 2)
+    features_b, logits_b = outputs((images[half_b] + 1) / 2)
+    assert report["floor"]["fid"] == pytest.approx(frechet_distance(features_a, features_b), rel=1e-6)
+    assert report["floor"]["inception_score"] == pytest.approx(inception_score(logits_b)[0], rel=1e-6)
+    pipe = DDPMCFGPipeline.from_pretrained(setup / "pipe_uncond")
+    pipe.scheduler = evaluate.make_sampler("ddim", pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    features, logits = outputs(evaluate.generate(pipe, None, 6, 1.0, 2, 500, seed=1))
+    assert result["fid"] == pytest.approx(frechet_distance(features_a, features), rel=1e-6)
+    assert result["inception_score"] == pytest.approx(inception_score(logits)[0], rel=1e-6)
+
+    # a conditional model with a classifier too: Inception scores FID/KID/IS, the classifier judges accuracy only
+    both = evaluate.main(evaluate.parse_args(argv_for(setup, *inception, "--output_dir", str(tmp_path / "both"))))
+    (row,) = both["results"]
+    assert both["judge"] == str(setup / "judge") and 0 <= row["accuracy"] <= 1 and 0 <= both["floor"]["accuracy"] <= 1
+
+
+def test_inception_without_torch_fidelity_names_what_to_install(unconditional, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # import torch_fidelity now fails, as when missing
+    monkeypatch.setitem(sys.modules, "torch_fidelity.feature_extractor_inceptionv3", None)
+    args = evaluate.parse_args(argv_for(unconditional, "--inception", pipeline="pipe_uncond", judge=None))
+    with pytest.raises(ImportError, match=r'pip install "ddpm-hf\[inception\]" \(or: pip install torch-fidelity'):
+        evaluate.main(args)
+    assert not (unconditional / "eval").exists()
