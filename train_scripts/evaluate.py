@@ -176,6 +176,10 @@ def parse_args(argv=None):
             raise ValueError("--inception_weights is the Inception-v3 weights file of --inception; add --inception.")
         if not os.path.isfile(args.inception_weights):
             raise ValueError(f"--inception_weights {args.inception_weights!r} is not a file.")
+    # a quoted ~ reaches us unexpanded; expanded, it is the folder the user means
+    args.pipeline = [os.path.expanduser(path) if path.startswith("~") else path for path in args.pipeline]
+    if args.dataset.startswith("~"):
+        args.dataset = os.path.expanduser(args.dataset)
     for path in args.pipeline:
         check_pipeline_source(path)
     check_dataset_source(args.dataset, args.split)

@@ -243,6 +243,8 @@ def test_a_missing_local_pipeline_folder_is_refused_without_asking_the_hub(setup
             evaluate.main(evaluate.parse_args(argv_for(setup, "--pipeline", missing)))
         assert fake_hub.requests == [], missing
     assert not (setup / "eval").exists()
+    monkeypatch.setenv("HOME", str(setup))  # a quoted ~ is the home folder, as the shell would have it
+    assert evaluate.parse_args(argv_for(setup, "--pipeline", "~/pipe")).pipeline == [str(setup / "pipe")]
     # a Hub id ("owner/name" whose owner is no local folder) still goes to the Hub
     with pytest.raises(OSError, match="Repository Not Found"):  # the fake Hub has no such repository
         evaluate.main(evaluate.parse_args(argv_for(setup, "--pipeline", "someone/ddpm-model")))
