@@ -34,8 +34,8 @@ def _encode(value, path: str, tensors: dict, state_name: str):
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise TypeError(
-        f"State {state_name!r}: {path or 'the value'} is a {type(value).__name__}, which cannot be saved without "
-        "pickle."
+        f"State {state_name!r}: {path or 'the value'} is of type {type(value).__name__}, which cannot be saved "
+        "without pickle."
     )
 
 

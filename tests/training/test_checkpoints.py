@@ -7,6 +7,7 @@ import os
 import pickle
 import zipfile
 
+import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
@@ -18,8 +19,10 @@ from ddpm_hf.training import (
     find_checkpoint_problem,
     list_checkpoints,
     load_checkpoint,
+    load_state_files,
     resolve_checkpoint,
     save_checkpoint,
+    save_state_files,
 )
 
 
@@ -204,3 +207,17 @@ def test_pruning_keeps_the_newest_checkpoints_of_this_attempt(tmp_path):
     run.save(tmp_path, 3, total_limit=2)
     run.save(tmp_path, 5, total_limit=2)
     assert [step for step, _ in list_checkpoints(str(tmp_path))] == [4, 5, 6]
+
+
+def test_loaded_tensors_go_to_the_device_of_those_they_replace_and_keep_their_shape(tmp_path):
+    # EMAModel.load_state_dict keeps the tensors it is given: on a GPU run they must come back on the GPU. The meta
+    # device stands in for it on the CPU.
+    state = {"shadow_params": [torch.arange(6.0).reshape(2, 3)], "optimization_step": 7}
+    save_state_files(state, str(tmp_path), "ema")
+    loaded = load_state_files(str(tmp_path), "ema", like={"shadow_params": [torch.empty(2, 3, device="meta")]})
+    assert loaded["shadow_params"][0].device.type == "meta" and loaded["optimization_step"] == 7
+    torch.testing.assert_close(load_state_files(str(tmp_path), "ema")["shadow_params"][0], state["shadow_params"][0])
+    with pytest.raises(ValueError, match=r"shadow_params\.0 has shape \(2, 3\) in the checkpoint and \(3, 2\)"):
+        load_state_files(str(tmp_path), "ema", like={"shadow_params": [torch.empty(3, 2)]})
+    with pytest.raises(TypeError, match=r"State 'bad': step is of type int64"):
+        save_state_files({"step": np.int64(3)}, str(tmp_path), "bad")
