@@ -1,11 +1,9 @@
 """ddpm-hf: DDPMs on diffusers, for the DDPM course labs and beyond."""
 
-from pipelines.pipeline_ddpm_2d import DDPM2DPipeline, DDPM2DPipelineOutput
-from pipelines.pipeline_ddpm_cfg import DDPMCFGPipeline, DDPMCFGPipelineOutput
-
 from .data import TOY2D_DATASETS, sample_toy2d
 from .metrics import chamfer_distance
 from .models import UNET_PRESETS, MLP2DModel, make_unet
+from .pipelines import DDPM2DPipeline, DDPM2DPipelineOutput, DDPMCFGPipeline, DDPMCFGPipelineOutput
 from .schedulers import BETA_SCHEDULES, PREDICTION_TYPES, ExtendedDDPMScheduler
 
 __version__ = "0.1.0"

@@ -1,6 +1,6 @@
 """DiffusionPipeline for DDPMs on low-dimensional points (the course's 2D toy lab).
 
-This file imports only torch and diffusers so that it can travel next to a saved model.
+This file and the input checks beside it import only torch and diffusers so that they can travel next to a saved model.
 """
 
 from dataclasses import dataclass
@@ -10,6 +10,15 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
+
+from .input_checks import (
+    check_batch_size,
+    check_finite,
+    check_generator,
+    check_num_inference_steps,
+    check_output_type,
+    check_scheduler_can_step,
+)
 
 OUTPUT_TYPES = ("np", "pt")
 
@@ -44,23 +53,12 @@ class DDPM2DPipeline(DiffusionPipeline):
         super().__init__()
         self.register_modules(model=model, scheduler=scheduler)
 
-    def check_inputs(self, batch_size, num_inference_steps, output_type):
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
-        num_train_timesteps = self.scheduler.config.num_train_timesteps
-        if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= num_train_timesteps:
-            raise ValueError(
-                f"num_inference_steps must be an integer in 1..{num_train_timesteps} (the scheduler's "
-                f"num_train_timesteps), got {num_inference_steps!r}."
-            )
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {list(OUTPUT_TYPES)}, got {output_type!r}.")
-        prediction_type = self.scheduler.config.get("prediction_type", "epsilon")
-        if prediction_type == "mean" and not hasattr(self.scheduler, "get_x0_and_epsilon"):
-            raise ValueError(
-                f"This model predicts the posterior mean (prediction_type='mean'), which "
-                f"{type(self.scheduler).__name__} cannot step; sample it with ExtendedDDPMScheduler."
-            )
+    def check_inputs(self, batch_size, num_inference_steps, output_type, generator=None):
+        check_batch_size(batch_size)
+        check_num_inference_steps(num_inference_steps, self.scheduler.config.num_train_timesteps)
+        check_output_type(output_type, OUTPUT_TYPES)
+        check_generator(generator, batch_size)
+        check_scheduler_can_step(self.scheduler)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
@@ -104,7 +102,7 @@ class DDPM2DPipeline(DiffusionPipeline):
         """
         if num_inference_steps is None:
             num_inference_steps = self.scheduler.config.num_train_timesteps
-        self.check_inputs(batch_size, num_inference_steps, output_type)
+        self.check_inputs(batch_size, num_inference_steps, output_type, generator)
 
         parameter = next(self.model.parameters())
         shape = (batch_size, self.model.config.sample_dim)
@@ -120,6 +118,7 @@ class DDPM2DPipeline(DiffusionPipeline):
             if return_trajectory:
                 trajectory.append(sample)
 
+        check_finite(sample)
         if return_trajectory:
             trajectory = torch.stack(trajectory)
         if output_type == "np":

@@ -6,7 +6,7 @@ import os
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from pipelines.pipeline_ddpm_cfg import COMPONENT_NAMES, LOADABLE_LIBRARIES
+from ..pipelines.portable_folder import source_copies
 
 CARD_TEMPLATE = """---
 {card_data}
@@ -63,19 +63,6 @@ images = pipe({call_args}num_inference_steps=20, generator=torch.manual_seed(0))
 def _read_json(path: str) -> dict:
     with open(path) as f:
         return json.load(f)
-
-
-def source_copies(model_index: dict) -> list[str]:
-    """The .py files a saved pipeline folder carries for plain diffusers, as named by its model_index.json."""
-    paths = []
-    class_name = model_index.get("_class_name")
-    if isinstance(class_name, list):
-        paths.append(f"{class_name[0]}.py")
-    for name in COMPONENT_NAMES:
-        library = (model_index.get(name) or [None])[0]
-        if library and library not in LOADABLE_LIBRARIES:
-            paths.append(f"{name}/{library}.py")
-    return paths
 
 
 def make_model_card(
@@ -175,6 +162,46 @@ def make_model_card(
         call_args=call_args,
         guidance_note=guidance_note,
         mean_note=mean_note,
-        source_files=", ".join(f"`{path}`" for path in source_copies(model_index)),
+        source_files=", ".join(f"`{path}`" for path in source_copies(folder)),
     )
     return ModelCard(text)
+
+
+def make_run_card(output_dir: str, run: dict, metrics: dict) -> ModelCard:
+    """
+    The card of an image training run's folder (train_image.py): its pipeline, settings and measured figures.
+
+    Args:
+        output_dir (`str`): The run folder, holding the saved pipeline.
+        run (`dict`): The run's settings by flag name (`vars(args)` of train_image.py).
+        metrics (`dict`): The run's metrics.json (final_loss, steps, train_seconds, mixed_precision, num_classes).
+    """
+    source = run["dataset_name"] or run["train_data_dir"]
+    is_hub_dataset = run["dataset_name"] not in (None, "digits") and not os.path.exists(run["dataset_name"])
+    dataset = "scikit-learn's bundled 8x8 digits" if source == "digits" else f"`{source}`"
+    training = {
+        "resolution": run["resolution"],
+        "model preset": run["model_preset"],
+        "started from": run.get("pretrained_model_name_or_path") or "random weights",
+        "condition dropped with probability": run["cond_drop_prob"] if metrics["num_classes"] else "-",
+        "guidance scale": run["guidance_scale"],
+        "training steps": metrics["steps"],
+        "batch size": run["train_batch_size"] * run["gradient_accumulation_steps"],
+        "learning rate": run["learning_rate"],
+        "EMA weights": run["use_ema"],
+        "mixed precision": metrics["mixed_precision"],
+        "seed": run["seed"],
+    }
+    measured = {
+        "final training loss (mean of last 100 steps)": f"{metrics['final_loss']:.4f}",
+        "training time": f"{metrics['train_seconds']} s",
+    }
+    return make_model_card(
+        output_dir,
+        repo_id=run["hub_model_id"] or output_dir,
+        dataset=dataset,
+        training=training,
+        metrics=measured,
+        license=run["hub_license"],
+        hub_dataset_id=run["dataset_name"] if is_hub_dataset else None,
+    )

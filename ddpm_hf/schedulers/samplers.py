@@ -2,6 +2,7 @@
 
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
+from ..pipelines.input_checks import check_scheduler_can_step
 from .scheduling_ddpm_ext import ExtendedDDPMScheduler
 
 # name -> (scheduler class, config overrides, default number of steps)
@@ -33,12 +34,9 @@ def make_sampler(name: str, scheduler_config):
     if name not in SAMPLERS:
         raise ValueError(f"Unknown sampler {name!r}; choose from {list(SAMPLERS)}.")
     scheduler_class, overrides, _ = SAMPLERS[name]
-    if name != "ddpm" and scheduler_config.get("prediction_type") == "mean":
-        raise ValueError(
-            f"The {name} sampler cannot step a model that predicts the posterior mean (prediction_type='mean'); "
-            f"use the 'ddpm' sampler."
-        )
-    return scheduler_class.from_config(scheduler_config, **overrides)
+    sampler = scheduler_class.from_config(scheduler_config, **overrides)
+    check_scheduler_can_step(sampler)  # a posterior-mean model steps with the 'ddpm' sampler only
+    return sampler
 
 
 def default_num_steps(name: str, num_train_timesteps: int) -> int:

@@ -472,7 +472,7 @@ class ExtendedDDPMScheduler(DDPMScheduler):
                 model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype
             )
         # 2-6. predicted x0, clipping or thresholding, posterior mean (eq. 7), noise
-        pred_prev_sample, pred_original_sample = ddpm_update(
+        pred_prev_sample, pred_original_sample = self.ddpm_update(
             model_output,
             sample,
             noise,

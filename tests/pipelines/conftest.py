@@ -29,7 +29,7 @@ def first_step_output(monkeypatch):
     its first scheduler step: the guided prediction the pipeline formed."""
 
     def run(pipe, start: torch.Tensor, **call):
-        import pipelines.pipeline_ddpm_cfg as pipeline_module
+        import ddpm_hf.pipelines.pipeline_ddpm_cfg as pipeline_module
 
         monkeypatch.setattr(pipeline_module, "randn_tensor", lambda *args, **kwargs: start.clone())
         captured = []

@@ -124,12 +124,34 @@ def test_unconditional_model():
         ({"class_labels": [0], "num_inference_steps": 0}, f"1..{T}"),
         ({"batch_size": 0}, "batch_size"),
         ({"class_labels": [0], "output_type": "jpg"}, "output_type"),
+        ({"class_labels": [0, 1, 2], "generator": [generator(0), generator(1)]}, "got 2 item.*batch_size 3"),
+        ({"class_labels": [0], "generator": [generator(0)] * 5}, "got 5 item.*batch_size 1"),
+        ({"class_labels": [0], "generator": 7}, "torch.Generator"),
+        ({"class_labels": ["x" * 1_000_000]}, r"Unknown class 'x{59}\.\.\. \(1000002 characters\)"),
     ],
 )
 def test_bad_input(kwargs, message):
     pipe = tiny_pipeline()
     with pytest.raises(ValueError, match=message):
         pipe(**{"num_inference_steps": 2, **kwargs})
+
+
+def test_a_generator_per_image_fixes_each_image():
+    pipe = tiny_pipeline()
+    both = pipe([0, 1], generator=[generator(3), generator(4)], num_inference_steps=3, output_type="pt").images
+    first = pipe([0], generator=[generator(3)], num_inference_steps=3, output_type="pt").images
+    second = pipe([1], generator=[generator(4)], num_inference_steps=3, output_type="pt").images
+    torch.testing.assert_close(both, torch.cat([first, second]), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpm_solver++"])  # DDPM clips x0, which keeps this case finite
+def test_non_finite_samples_raise_instead_of_black_images(sampler):
+    from ddpm_hf.schedulers import make_sampler
+
+    pipe = tiny_pipeline()
+    pipe.scheduler = make_sampler(sampler, pipe.scheduler.config)
+    with pytest.raises(ValueError, match=r"non-finite values.*guidance_scale=1e\+30"):
+        pipe(class_labels=[0, 1], guidance_scale=1e30, num_inference_steps=5)
 
 
 def two_pass_reference(pipe, scheduler, class_ids, guidance_scale, num_steps, seed):

@@ -60,10 +60,32 @@ def test_channels_last_unet():
     torch.testing.assert_close(compiled, plain, rtol=1e-4, atol=1e-4)
 
 
-def test_plain_diffusers_ddpm_scheduler_and_an_unconditional_model():
+def test_a_plain_ddpm_scheduler_is_refused_and_its_extended_twin_gives_its_images():
     pipe = tiny_pipeline(num_classes=None)
     pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    plain, compiled = plain_and_compiled(pipe, batch_size=3)
+    with pytest.raises(ValueError, match=r"ExtendedDDPMScheduler.from_config\(pipe.scheduler.config\)"):
+        pipe.enable_compiled_sampling()
+    call = {"batch_size": 3, "num_inference_steps": T, "output_type": "pt"}
+    diffusers_loop = pipe(generator=torch.Generator().manual_seed(5), **call).images
+    pipe.scheduler = ExtendedDDPMScheduler.from_config(pipe.scheduler.config)
+    _, compiled = plain_and_compiled(pipe, **call)
+    torch.testing.assert_close(compiled, diffusers_loop, rtol=1e-4, atol=1e-4)
+
+
+def test_the_compiled_step_runs_the_schedulers_own_update(monkeypatch):
+    # Replace the scheduler's one update function by a visibly different one: both loops must follow it.
+    original_update = ExtendedDDPMScheduler.ddpm_update
+
+    def halved_update(*args, **kwargs):
+        prev_sample, pred_original_sample = original_update(*args, **kwargs)
+        return prev_sample * 0.5, pred_original_sample
+
+    pipe = tiny_pipeline()
+    call = {"class_labels": [0, 2], "guidance_scale": 2.0, "num_inference_steps": 5}
+    unchanged, _ = plain_and_compiled(pipe, **call)
+    monkeypatch.setattr(ExtendedDDPMScheduler, "ddpm_update", staticmethod(halved_update))
+    plain, compiled = plain_and_compiled(pipe, **call)
+    assert not torch.allclose(plain, unchanged, atol=1e-3)
     torch.testing.assert_close(compiled, plain, rtol=1e-4, atol=1e-4)
 
 
@@ -120,7 +142,7 @@ def test_unsupported_schedulers_are_refused_then_skipped_with_a_warning(caplog):
     with pytest.raises(ValueError, match="thresholding=True"):
         tiny_pipeline(thresholding=True).enable_compiled_sampling()
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-    with pytest.raises(ValueError, match="DDPMScheduler and its subclasses; this pipeline has DDIMScheduler"):
+    with pytest.raises(ValueError, match="update of ExtendedDDPMScheduler; this pipeline has DDIMScheduler"):
         pipe.enable_compiled_sampling()
     pipe = tiny_pipeline()
     pipe.enable_compiled_sampling(mode=None, backend="eager")

@@ -51,7 +51,7 @@ def test_check_inputs_raises_only_value_errors(batch_size, guidance_scale, num_i
 @given(class_labels=label_values, batch_size=st.integers(1, 6))
 def test_class_labels_raise_only_value_errors_or_give_valid_ids(class_labels, batch_size):
     try:
-        ids = PIPE.class_ids(class_labels, batch_size)
+        ids = PIPE.encode_conditions(class_labels, batch_size)
     except ValueError:
         return
     if ids is not None:
