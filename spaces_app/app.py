@@ -4,34 +4,55 @@ sampler and a seed, and watch images appear.
     python spaces_app/app.py [--model outputs/digits] [--host 127.0.0.1] [--port 7860]
 
 The model is the --model flag, else the DDPM_HF_MODEL environment variable, else outputs/digits (what the README's
-main job writes): a saved DDPMCFGPipeline folder or a Hub id. The app loads it once and only calls the pipeline;
+main job writes): a saved DDPMCFGPipeline folder or a Hub id. The app needs only torch, diffusers and gradio: it loads
+the folder with plain diffusers, which runs the pipeline and scheduler source saved in it, and only calls the pipeline.
 `/generate` is also an API endpoint for gradio_client.
 """
 
 import argparse
+import asyncio
+import math
 import os
 import random
+import signal
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import gradio as gr
 import torch
-
-from ddpm_hf import DDPMCFGPipeline
-from ddpm_hf.schedulers import default_num_steps, make_sampler
-from ddpm_hf.viz import save_denoising_gif, square_grid, tensor_to_pil
+from diffusers import DDIMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler
+from PIL import Image
 
 DEFAULT_MODEL = "outputs/digits"
-SAMPLERS = {"DDPM": "ddpm", "DDIM": "ddim", "DPM-Solver++": "dpm_solver++"}
+# name -> (scheduler class, config overrides, usual number of steps); None: the model's own DDPM scheduler, all T
+# steps. As ddpm_hf's named samplers: DDIM without x0 clipping, since it re-derives epsilon from the clipped x0 and
+# with guidance that epsilon is far off and the samples collapse; DPM-Solver++ of second order.
+SAMPLERS = {
+    "DDPM": (None, {}, None),
+    "DDIM": (DDIMScheduler, {"clip_sample": False}, 50),
+    "DPM-Solver++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}, 20),
+}
 MAX_IMAGES = 16  # per request
 MAX_STEPS = 1000  # per request, and never more than the model's T
 MAX_GUIDANCE = 20.0
 CONCURRENCY = 2  # requests sampled at once; the others wait in the queue
 QUEUE_SIZE = 64
+# Gradio keeps every image it served in its cache: every 10 minutes, delete those older than 10 minutes (a client has
+# long fetched them by then), and all of them when the server stops.
+DELETE_CACHE = (600, 600)
+UPDATE_SECONDS = 0.1  # a running request yields this often: Gradio stops it there if its client has gone
 GIF_FRAMES = 30
+GIF_FRAME_MS = 100
+QUOTE_CHARS = 40  # error messages quote at most this much of a bad value
 PROGRESS = gr.Progress()  # Gradio fills in the request's own tracker where it sees this default
 DISPLAY_SIZE = 256  # grids are enlarged (nearest neighbour) to about this many pixels per image side
+
+
+class SamplingStopped(Exception):
+    """Raised in the sampling loop when the request that asked for it was cancelled or its client went away."""
 
 
 def resolve_model(model: str | None) -> str:
@@ -48,20 +69,91 @@ def resolve_model(model: str | None) -> str:
     )
 
 
-def load_pipeline(model: str) -> DDPMCFGPipeline:
-    pipe = DDPMCFGPipeline.from_pretrained(model)
+def load_pipeline(model: str) -> DiffusionPipeline:
+    """The pipeline saved in folder or Hub repository `model`, on the GPU in float16 if there is one, else on the CPU
+    in float32. `trust_remote_code=True` runs the pipeline and scheduler source saved with the model."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    pipe = DiffusionPipeline.from_pretrained(model, trust_remote_code=True, torch_dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return pipe.to(device)
 
 
-def build_demo(pipe: DDPMCFGPipeline, title: str = "ddpm-hf") -> gr.Blocks:
-    """The Blocks app around `pipe`; the caller queues and launches it (see `main`)."""
+def samplers_for(pipe) -> list[str]:
+    """The samplers that can step `pipe`'s model: only its own DDPM scheduler knows posterior-mean prediction."""
+    if pipe.scheduler.config.get("prediction_type") == "mean":
+        return ["DDPM"]
+    return list(SAMPLERS)
+
+
+def make_sampler(name: str, scheduler):
+    """A scheduler of sampler `name` with the noise schedule and prediction type of `scheduler`."""
+    scheduler_class, overrides, _ = SAMPLERS[name]
+    return (scheduler_class or type(scheduler)).from_config(scheduler.config, **overrides)
+
+
+def default_num_steps(name: str, num_train_timesteps: int) -> int:
+    steps = SAMPLERS[name][2]
+    return num_train_timesteps if steps is None else min(steps, num_train_timesteps)
+
+
+def quote(value) -> str:
+    """`repr(value)`, cut to QUOTE_CHARS characters, so that a message names a bad value without echoing all of it."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer with more digits than Python converts to text
+        return f"an integer of {value.bit_length()} bits"
+    return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + "..."
+
+
+def refuse(message: str) -> gr.Error:
+    """The error that refuses bad input: shown to the user, kept out of the server log."""
+    return gr.Error(message, print_exception=False)
+
+
+def is_whole_number(value, low: int, high: int) -> bool:
+    """Whether `value` is a whole number in low..high: NaN, infinities and booleans are not."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def image_grid(samples: torch.Tensor, upscale: int, padding: int = 2) -> Image.Image:
+    """(N, C, H, W) images in [-1, 1] tiled in ceil(sqrt(N)) columns, each enlarged `upscale` times (nearest
+    neighbour), `padding` grey pixels between and around them; empty cells stay grey."""
+    pixels = ((samples.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    pixels = pixels.repeat_interleave(upscale, dim=2).repeat_interleave(upscale, dim=3)
+    count, channels, height, width = pixels.shape
+    cols = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / cols)
+    grid = torch.full(
+        (channels, rows * height + (rows + 1) * padding, cols * width + (cols + 1) * padding), 128, dtype=torch.uint8
+    )
+    for index, image in enumerate(pixels):
+        row, col = divmod(index, cols)
+        top, left = padding + row * (height + padding), padding + col * (width + padding)
+        grid[:, top : top + height, left : left + width] = image
+    return Image.fromarray(grid[0].numpy() if channels == 1 else grid.permute(1, 2, 0).numpy())
+
+
+def save_gif(frames: list[Image.Image], path: str) -> None:
+    """A looping GIF of `frames` that holds the last one longer."""
+    durations = [GIF_FRAME_MS] * (len(frames) - 1) + [GIF_FRAME_MS * 15]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)
+
+
+def build_demo(pipe, title: str = "ddpm-hf") -> gr.Blocks:
+    """The Blocks app around `pipe` (a DDPMCFGPipeline as `load_pipeline` gives it); the caller queues and launches it
+    (see `main`)."""
     class_names = list(pipe.id2label.values()) if pipe.num_classes else []  # in id order
     multi_label = pipe.is_multi_label
+    samplers = samplers_for(pipe)
     num_train_timesteps = pipe.scheduler.config.num_train_timesteps
     max_steps = min(MAX_STEPS, num_train_timesteps)
     size = pipe.unet.config.sample_size
     upscale = max(1, DISPLAY_SIZE // size)
+    # Sampling runs here, at most CONCURRENCY requests at a time, even while a stopped request finishes its last step.
+    sampling_threads = ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="ddpm-hf-sampling")
 
     def selected_labels(class_name) -> list:
         """A multi-label model's labels from the multi-select (a list) or the API (names separated by commas)."""
@@ -74,71 +166,100 @@ def build_demo(pipe: DDPMCFGPipeline, title: str = "ddpm-hf") -> gr.Blocks:
             labels = selected_labels(class_name)
             unknown = [label for label in labels if label not in class_names]
             if unknown or not labels or len(set(labels)) != len(labels):
-                raise gr.Error(
-                    f"Labels {labels!r}: pick one or more labels, each once, from {class_names} (the API takes them "
-                    "separated by commas)."
+                raise refuse(
+                    f"Labels {quote(labels)}: pick one or more labels, each once, from {class_names} (the API takes "
+                    "them separated by commas)."
                 )
         elif class_names and class_name not in class_names:
-            raise gr.Error(f"Unknown class {class_name!r}; choose one of {class_names}.")
+            raise refuse(f"Unknown class {quote(class_name)}; choose one of {class_names}.")
         if not class_names and class_name not in (None, ""):
-            raise gr.Error("This model is unconditional; leave the class empty.")
-        if not isinstance(guidance_scale, (int, float)) or not 0 <= guidance_scale <= MAX_GUIDANCE:
-            raise gr.Error(f"Guidance scale must be between 0 and {MAX_GUIDANCE}, got {guidance_scale!r}.")
+            raise refuse("This model is unconditional; leave the class empty.")
         if (
-            not isinstance(num_images, (int, float))
-            or num_images != int(num_images)
-            or not 1 <= num_images <= MAX_IMAGES
+            not isinstance(guidance_scale, (int, float))
+            or isinstance(guidance_scale, bool)
+            or not 0 <= guidance_scale <= MAX_GUIDANCE  # false for NaN too
         ):
-            raise gr.Error(f"Number of images must be a whole number from 1 to {MAX_IMAGES}, got {num_images!r}.")
-        if sampler not in SAMPLERS:
-            raise gr.Error(f"Unknown sampler {sampler!r}; choose one of {list(SAMPLERS)}.")
-        if not isinstance(num_steps, (int, float)) or num_steps != int(num_steps) or not 1 <= num_steps <= max_steps:
-            raise gr.Error(f"Steps must be a whole number from 1 to {max_steps}, got {num_steps!r}.")
-        if not isinstance(seed, (int, float)) or seed != int(seed) or not 0 <= seed < 2**63:
-            raise gr.Error(f"Seed must be a whole number from 0 to 2**63 - 1, got {seed!r}.")
+            raise refuse(f"Guidance scale must be between 0 and {MAX_GUIDANCE}, got {quote(guidance_scale)}.")
+        if not is_whole_number(num_images, 1, MAX_IMAGES):
+            raise refuse(f"Number of images must be a whole number from 1 to {MAX_IMAGES}, got {quote(num_images)}.")
+        if sampler not in samplers:
+            if sampler in SAMPLERS:
+                raise refuse(
+                    f"This model predicts the posterior mean, which only the DDPM sampler can step; got {sampler}."
+                )
+            raise refuse(f"Unknown sampler {quote(sampler)}; choose one of {samplers}.")
+        if not is_whole_number(num_steps, 1, max_steps):
+            raise refuse(f"Steps must be a whole number from 1 to {max_steps}, got {quote(num_steps)}.")
+        if not is_whole_number(seed, 0, 2**63 - 1):
+            raise refuse(f"Seed must be a whole number from 0 to 2**63 - 1, got {quote(seed)}.")
 
-    def generate(class_name, guidance_scale, num_images, sampler, num_steps, seed, random_seed, progress=PROGRESS):
+    async def generate(
+        class_name, guidance_scale, num_images, sampler, num_steps, seed, random_seed, progress=PROGRESS
+    ):
+        """Sample in a worker thread while this generator waits for it, yielding to Gradio every UPDATE_SECONDS. A
+        cancelled request (its task is cancelled) or one whose client went away (Gradio closes the generator at the
+        next yield) sets `stop`, and the worker stops at the end of its current step. The GIF's temporary folder goes
+        when Gradio asks for the item after the last one, by which time it has copied the GIF into its cache, or when
+        it closes the generator."""
         check(class_name, guidance_scale, num_images, sampler, num_steps, seed)
         if random_seed:
             seed = random.randrange(2**31)
         num_images, num_steps, seed = int(num_images), int(num_steps), int(seed)
         # A pipeline per request: schedulers keep per-call state, the U-Net weights are shared.
-        request_pipe = DDPMCFGPipeline(
-            unet=pipe.unet, scheduler=make_sampler(SAMPLERS[sampler], pipe.scheduler.config), id2label=pipe.id2label
+        request_pipe = type(pipe)(
+            unet=pipe.unet, scheduler=make_sampler(sampler, pipe.scheduler), id2label=pipe.id2label
         )
         request_pipe.set_progress_bar_config(disable=True)
-        frames, keep_every = [], max(1, num_steps // GIF_FRAMES)
-
-        def on_step(_, step_index, timestep, callback_kwargs):
-            progress((step_index + 1, num_steps), desc="Sampling", unit="steps")
-            if step_index % keep_every == 0 or step_index == num_steps - 1:
-                frames.append(square_grid(tensor_to_pil(callback_kwargs["sample"], upscale)))
-            return {}
-
-        start = time.perf_counter()
         class_labels = class_name or None
         if multi_label:  # one condition, the selected labels, for every image
             class_labels = [selected_labels(class_name)]
             class_name = ", ".join(class_labels[0])
-        images = request_pipe(
-            class_labels=class_labels,
-            batch_size=num_images,
-            guidance_scale=float(guidance_scale),
-            num_inference_steps=num_steps,
-            generator=torch.Generator().manual_seed(seed),
-            output_type="pt",
-            callback_on_step_end=on_step,
-        ).images
-        seconds = time.perf_counter() - start
-        grid = square_grid(tensor_to_pil(images * 2 - 1, upscale))
-        gif_path = os.path.join(tempfile.mkdtemp(prefix="ddpm_hf_space_"), "denoising.gif")
-        save_denoising_gif(frames, gif_path)
-        what = f"image(s) of {'labels' if multi_label else 'class'} {class_name}" if class_name else "image(s)"
-        summary = f"{num_images} {what}, {sampler} {num_steps} steps, guidance {guidance_scale:g}, seed {seed}"
-        return grid, gif_path, f"{summary}: {seconds:.2f} s"
+        frames, keep_every = [], max(1, num_steps // GIF_FRAMES)
+        steps_done, stop = [0], threading.Event()
+
+        def on_step(_, step_index, timestep, callback_kwargs):
+            if stop.is_set():
+                raise SamplingStopped()
+            progress((step_index + 1, num_steps), desc="Sampling", unit="steps")
+            if step_index % keep_every == 0 or step_index == num_steps - 1:
+                frames.append(image_grid(callback_kwargs["sample"], upscale))
+            steps_done[0] = step_index + 1
+            return {}
+
+        def sample(gif_path):
+            start = time.perf_counter()
+            try:
+                images = request_pipe(
+                    class_labels=class_labels,
+                    batch_size=num_images,
+                    guidance_scale=float(guidance_scale),
+                    num_inference_steps=num_steps,
+                    generator=torch.Generator().manual_seed(seed),  # on the CPU: the same noise on every device
+                    output_type="pt",
+                    callback_on_step_end=on_step,
+                ).images
+            except SamplingStopped:
+                return None
+            seconds = time.perf_counter() - start
+            save_gif(frames, gif_path)
+            return image_grid(images * 2 - 1, upscale), seconds
+
+        with tempfile.TemporaryDirectory(prefix="ddpm_hf_space_", ignore_cleanup_errors=True) as folder:
+            gif_path = os.path.join(folder, "denoising.gif")
+            work = asyncio.get_running_loop().run_in_executor(sampling_threads, sample, gif_path)
+            try:
+                while not (await asyncio.wait({work}, timeout=UPDATE_SECONDS))[0]:
+                    # plain values: an update such as gr.skip() would make Gradio build new components every time
+                    yield None, None, f"Sampling: step {steps_done[0]} of {num_steps}"
+                grid, seconds = work.result()  # raises what the worker raised
+                what = f"image(s) of {'labels' if multi_label else 'class'} {class_name}" if class_name else "image(s)"
+                summary = f"{num_images} {what}, {sampler} {num_steps} steps, guidance {guidance_scale:g}, seed {seed}"
+                yield grid, gif_path, f"{summary}: {seconds:.2f} s"
+            finally:
+                stop.set()
 
     kind = "Multi-label" if multi_label else "Class-conditional" if class_names else "Unconditional"
-    with gr.Blocks(title=title) as demo:
+    with gr.Blocks(title=title, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
             f"# {title}\n{kind} DDPM, {size}x{size} images. "
             "Guidance scale s: eps = eps_uncond + s (eps_cond - eps_uncond); the course's omega is s - 1."
@@ -154,9 +275,9 @@ def build_demo(pipe: DDPMCFGPipeline, title: str = "ddpm-hf") -> gr.Blocks:
                 )
                 guidance_scale = gr.Slider(0, MAX_GUIDANCE, value=3.0, step=0.5, label="Guidance scale s")
                 num_images = gr.Slider(1, MAX_IMAGES, value=9, step=1, label="Number of images")
-                sampler = gr.Radio(list(SAMPLERS), value="DPM-Solver++", label="Sampler")
+                sampler = gr.Radio(samplers, value=samplers[-1], label="Sampler")
                 num_steps = gr.Slider(
-                    1, max_steps, value=default_num_steps("dpm_solver++", num_train_timesteps), step=1, label="Steps"
+                    1, max_steps, value=default_num_steps(samplers[-1], num_train_timesteps), step=1, label="Steps"
                 )
                 with gr.Row():
                     seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
@@ -167,7 +288,7 @@ def build_demo(pipe: DDPMCFGPipeline, title: str = "ddpm-hf") -> gr.Blocks:
                 animation = gr.Image(label="Denoising", type="filepath", height=360, elem_id="denoising")
                 timing = gr.Textbox(label="Time", elem_id="timing")
         sampler.change(
-            lambda name: gr.update(value=min(default_num_steps(SAMPLERS[name], num_train_timesteps), max_steps)),
+            lambda name: gr.update(value=min(default_num_steps(name, num_train_timesteps), max_steps)),
             inputs=sampler,
             outputs=num_steps,
             api_visibility="private",
@@ -213,6 +334,8 @@ def main(args):
     model = resolve_model(args.model)
     demo = build_demo(load_pipeline(model), title=f"ddpm-hf: {os.path.basename(model.rstrip('/'))}")
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
+    # A container is stopped with SIGTERM: stop as on Ctrl+C, so that Gradio closes the server and deletes its cache.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     demo.launch(server_name=args.host, server_port=args.port)
 
 
