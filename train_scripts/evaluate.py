@@ -592,9 +592,10 @@ def write_report(report, path, has_plot):
     ]
     for r in report["results"]:
         accuracy = f"{100 * r['accuracy']:.1f}%" if r["accuracy"] is not None else ""
+        omega = f"{r['omega']:g}" if r["conditional"] else "unconditional"  # no guidance: no omega
         lines.append(
             f"| {os.path.basename(os.path.normpath(r['pipeline']))} | {r['beta_schedule']} | {r['prediction_type']} | "
-            f"{r['sampler']} | {r['num_inference_steps']} | {r['omega']:g} | {r['fid']:.3f} | {r['kid']:.5f} | "
+            f"{r['sampler']} | {r['num_inference_steps']} | {omega} | {r['fid']:.3f} | {r['kid']:.5f} | "
             f"{r['inception_score']:.3f} | {accuracy} | {r['sample_seconds']} s |"
             + (f" {label_count_cell(r['accuracy_by_label_count'])} |" if by_count else "")
         )

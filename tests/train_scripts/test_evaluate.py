@@ -343,7 +343,8 @@ def test_an_unconditional_model_is_scored_by_the_classifier_judge(unconditional)
     assert result["kid"] == pytest.approx(kernel_distance(features_a, features)[0], rel=1e-6, abs=1e-12)
     assert result["inception_score"] == pytest.approx(inception_score(logits)[0], rel=1e-6)
     assert (unconditional / "eval" / result["grid"]).exists()
-    assert "| pipe_uncond | linear | epsilon | ddim | 2 | 0 |" in (unconditional / "eval" / "report.md").read_text()
+    report_text = (unconditional / "eval" / "report.md").read_text()
+    assert "| pipe_uncond | linear | epsilon | ddim | 2 | unconditional |" in report_text
 
 
 def test_progress_bars_for_decoding_and_for_each_guidance_scale(setup, capsys):
