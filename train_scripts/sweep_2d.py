@@ -4,9 +4,9 @@
 
 Each run is an ordinary `accelerate launch train_scripts/train_2d.py` into OUTPUT_DIR/<schedule>-<prediction>/;
 runs that already have a metrics.json are kept, so an interrupted sweep resumes. Two tables go to OUTPUT_DIR/sweep.md
-(and every run's metrics to OUTPUT_DIR/sweep.json): the Chamfer distance against the course-normalised target draw
-(metrics.json's `chamfer_distance`) and against the same points in the training frame
-(`chamfer_distance_training_frame`). Each run's console output goes to OUTPUT_DIR/<schedule>-<prediction>.log.
+(and every run's metrics to OUTPUT_DIR/sweep.json): the Chamfer distance against the course's data (metrics.json's
+`chamfer_distance`) and against the same points normalised alone (`chamfer_distance_self_normalised_target`). Each
+run's console output goes to OUTPUT_DIR/<schedule>-<prediction>.log.
 """
 
 import argparse
@@ -63,7 +63,7 @@ def main(args):
             rows.append(metrics)
             print(
                 f"{schedule:>7} {prediction_type:>12}  Chamfer {metrics['chamfer_distance']:.3f} "
-                f"(training frame {metrics['chamfer_distance_training_frame']:.3f})",
+                f"(target normalised alone {metrics['chamfer_distance_self_normalised_target']:.3f})",
                 flush=True,
             )
 
@@ -71,8 +71,8 @@ def main(args):
         json.dump(rows, f, indent=2)
     tables = []
     for key, title in [
-        ("chamfer_distance", "Chamfer distance against the course-normalised target draw"),
-        ("chamfer_distance_training_frame", "Chamfer distance against the same points in the training frame"),
+        ("chamfer_distance", "Chamfer distance against the course's data"),
+        ("chamfer_distance_self_normalised_target", "Chamfer distance against the same points normalised alone"),
     ]:
         table = [f"{title}:", "", "| schedule | " + " | ".join(args.prediction_types) + " |"]
         table.append("| --- |" + " --- |" * len(args.prediction_types))

@@ -10,6 +10,7 @@ from .images import (
 from .preload import IndexDataset, preload_images, uint8_to_model_input
 from .tensors import load_image_tensors, multi_hot
 from .toy2d import (
+    COURSE_DATASET_SIZE,
     TOY2D_DATASETS,
     check_toy2d_name,
     course_normalise,
@@ -21,6 +22,7 @@ from .toy2d import (
 from .transforms import RESIZE_MODES, channel_mode, dataset_mode, decode_image, preprocess_image, resize_and_crop
 
 __all__ = [
+    "COURSE_DATASET_SIZE",
     "IndexDataset",
     "RESIZE_MODES",
     "BUILTIN_DATASETS",

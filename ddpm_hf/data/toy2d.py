@@ -1,16 +1,18 @@
 """2D toy datasets of the course's first lab, normalised the course's way.
 
 The course normalises a draw `X` of shape `(N, 2)` with ONE mean and ONE standard deviation taken over both
-coordinates together, `(X - X.mean()) / X.std() * 2` (numpy's whole-array statistics), not per coordinate. Every
-dataset here uses that scalar formula, with the statistics taken from one of two places:
+coordinates together, `(X - X.mean()) / X.std() * 2` (numpy's whole-array statistics), not per coordinate
+(`course_normalise`). It applies that formula to a dataset of 1,000,000 points, trains on it and scores 2048 of its
+points. Every dataset here is normalised with that scalar formula:
 
-- `course_normalise` and `sample_course_toy2d` take them from the array itself, exactly as the course writes it. This
-  is how the course makes its data, and `train_2d.py` scores its samples against such a draw.
-- `sample_toy2d` takes them once from a reference draw of 1,000,000 points (seed 0, `toy2d_normalisation`), so that
-  every draw of a dataset, whatever its size or seed, lands in the same frame. Training data comes from it.
+- `sample_course_toy2d` makes the course's data: a fresh draw of 1,000,000 points (`COURSE_DATASET_SIZE`) normalised by
+  its own statistics, of which it returns the first `num_points`. `train_2d.py` scores its samples against it.
+- `sample_toy2d` (training data) uses the statistics of one such dataset, drawn once with seed 0
+  (`toy2d_normalisation`), for every draw whatever its size or seed: the course's frame for seed 0. Another seed's
+  1,000,000 points give a mean and std within about 0.1% of these.
 
-The two frames differ by the sampling error of a draw's own mean and std (for 2048 swiss-roll points about 0.03 in
-shift and 1% in scale, in normalised units).
+Normalising a small draw by its own statistics is not the same: 2048 swiss-roll points miss the mean and std of the
+whole distribution by about 0.03 and 1% in normalised units, which moves a Chamfer distance by several units.
 
 For the scikit-learn datasets (`swiss_roll`, `s_curve`, `moons`, `circles`) the seed is scikit-learn's
 `random_state`: `sample_raw_toy2d("swiss_roll", n, seed=s)` is `make_swiss_roll(n, noise=0, random_state=s,
@@ -22,7 +24,8 @@ from functools import cache
 import numpy as np
 from sklearn import datasets as sk_datasets
 
-REFERENCE_DRAW_SIZE = 1_000_000
+# The course's dataset size: it normalises 1,000,000 points together, trains on them and scores 2048 of them.
+COURSE_DATASET_SIZE = 1_000_000
 NORMALISATION_SCALE = 2.0
 # Seeds go to scikit-learn's `random_state`, which takes 0..2**32 - 1.
 MAX_SEED = 2**32 - 1
@@ -83,6 +86,11 @@ def check_toy2d_name(name: str) -> None:
         raise ValueError(f"Unknown 2D dataset {str(name)[:50]!r}; choose one of {list(TOY2D_DATASETS)}.")
 
 
+def _check_count(argument: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{argument} must be an integer >= {minimum}, got {str(value)[:50]!r}.")
+
+
 def sample_raw_toy2d(name: str, num_points: int, seed: int | None = None) -> np.ndarray:
     """
     Draw `num_points` un-normalised points of a 2D toy dataset.
@@ -97,8 +105,7 @@ def sample_raw_toy2d(name: str, num_points: int, seed: int | None = None) -> np.
         `np.ndarray` of shape `(num_points, 2)`, float64.
     """
     check_toy2d_name(name)
-    if isinstance(num_points, bool) or not isinstance(num_points, (int, np.integer)) or num_points < 1:
-        raise ValueError(f"num_points must be a positive integer, got {str(num_points)[:50]!r}.")
+    _check_count("num_points", num_points, minimum=1)
     if seed is None:
         seed = int(np.random.default_rng().integers(MAX_SEED + 1))
     elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
@@ -112,7 +119,7 @@ def course_normalise(points: np.ndarray, scale: float = NORMALISATION_SCALE) -> 
     standard deviation over all coordinates of the array (numpy's whole-array statistics, population std).
 
     Args:
-        points (`np.ndarray` of shape `(N, D)`): Raw points, e.g. `make_swiss_roll(2048, noise=0,
+        points (`np.ndarray` of shape `(N, D)`): Raw points, e.g. `make_swiss_roll(1_000_000, noise=0,
             hole=True)[0][:, [0, 2]]`.
         scale (`float`, *optional*, defaults to 2.0): The course's scaling factor.
 
@@ -123,12 +130,10 @@ def course_normalise(points: np.ndarray, scale: float = NORMALISATION_SCALE) -> 
 
     ```py
     >>> from sklearn.datasets import make_swiss_roll
-    >>> from ddpm_hf import DDPM2DPipeline, chamfer_distance
     >>> from ddpm_hf.data import course_normalise
 
-    >>> course_points = course_normalise(make_swiss_roll(2048, noise=0, hole=True)[0][:, [0, 2]])
-    >>> samples = DDPM2DPipeline.from_pretrained("outputs/swiss_roll")(batch_size=2048)[0]
-    >>> score = chamfer_distance(samples, course_points)
+    >>> # the course's dataset: 1,000,000 points normalised together; it scores the first 2048
+    >>> course_points = course_normalise(make_swiss_roll(1_000_000, noise=0, hole=True)[0][:, [0, 2]])[:2048]
     ```
     """
     points = np.asarray(points, dtype=np.float64)
@@ -145,12 +150,12 @@ def course_normalise(points: np.ndarray, scale: float = NORMALISATION_SCALE) -> 
 @cache
 def toy2d_normalisation(name: str) -> tuple[float, float]:
     """
-    The course's scalar statistics of dataset `name`, taken once over a 1,000,000-point reference draw (seed 0).
+    The course's scalar statistics of dataset `name`, taken once over a 1,000,000-point draw (seed 0).
 
     Returns:
         `tuple[float, float]`: `(mean, std)` of all coordinates together, as `X.mean()` and `X.std()`.
     """
-    reference = sample_raw_toy2d(name, REFERENCE_DRAW_SIZE, seed=0)
+    reference = sample_raw_toy2d(name, COURSE_DATASET_SIZE, seed=0)
     return float(reference.mean()), float(reference.std())
 
 
@@ -165,24 +170,45 @@ def sample_toy2d(name: str, num_points: int, seed: int | None = None) -> np.ndar
 
     Returns:
         `np.ndarray` of shape `(num_points, 2)`, float32: `(X - mean) / std * 2`, with the scalar mean and std of the
-        dataset's reference draw (`toy2d_normalisation`), the same for every draw.
+        dataset's seed-0 draw of 1,000,000 points (`toy2d_normalisation`), the same for every draw.
     """
     raw = sample_raw_toy2d(name, num_points, seed)
     mean, std = toy2d_normalisation(name)
     return ((raw - mean) / std * NORMALISATION_SCALE).astype(np.float32)
 
 
-def sample_course_toy2d(name: str, num_points: int, seed: int | None = None) -> np.ndarray:
+def sample_course_toy2d(
+    name: str, num_points: int, seed: int | None = None, dataset_size: int = COURSE_DATASET_SIZE
+) -> np.ndarray:
     """
-    Draw `num_points` points of a 2D toy dataset normalised exactly as the course makes its data: the draw's own
-    `(X - X.mean()) / X.std() * 2` (`course_normalise`).
+    The course's data: a fresh draw of `dataset_size` points normalised by its own `(X - X.mean()) / X.std() * 2`
+    (`course_normalise`), of which the first `num_points`.
 
     Args:
         name (`str`): One of `swiss_roll`, `moons`, `circles`, `s_curve`, `checkerboard`, `gaussian_mixture`.
-        num_points (`int`): How many points; the course scores 2048.
-        seed (`int`, *optional*): Seed of this draw, in 0..2**32 - 1; `None` draws fresh randomness.
+        num_points (`int`): How many points to return; the course scores 2048.
+        seed (`int`, *optional*): Seed of the draw, in 0..2**32 - 1; `None` draws fresh randomness.
+        dataset_size (`int`, *optional*, defaults to 1,000,000): How many points are drawn and normalised together;
+            the course's dataset has 1,000,000. `dataset_size=num_points` normalises the returned points alone.
 
     Returns:
         `np.ndarray` of shape `(num_points, 2)`, float32 (the course's `.float()`).
+
+    Example:
+
+    ```py
+    >>> from ddpm_hf import DDPM2DPipeline, chamfer_distance
+    >>> from ddpm_hf.data import sample_course_toy2d
+
+    >>> course_points = sample_course_toy2d("swiss_roll", 2048, seed=0)
+    >>> samples = DDPM2DPipeline.from_pretrained("outputs/swiss_roll")(batch_size=2048)[0]
+    >>> score = chamfer_distance(samples, course_points)
+    ```
     """
-    return course_normalise(sample_raw_toy2d(name, num_points, seed)).astype(np.float32)
+    check_toy2d_name(name)
+    _check_count("num_points", num_points, minimum=1)
+    _check_count("dataset_size", dataset_size, minimum=2)
+    if num_points > dataset_size:
+        raise ValueError(f"num_points ({num_points}) must not exceed dataset_size ({dataset_size}).")
+    raw = sample_raw_toy2d(name, int(dataset_size), seed)
+    return course_normalise(raw)[: int(num_points)].astype(np.float32)
