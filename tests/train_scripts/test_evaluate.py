@@ -348,12 +348,13 @@ def test_an_unconditional_model_is_scored_by_the_classifier_judge(unconditional)
 
 
 def test_progress_bars_for_decoding_and_for_each_guidance_scale(setup, capsys):
-    run(setup)
+    evaluate.main(evaluate.parse_args(argv_for(setup, "--guidance_scales", "1", "3", "--num_samples", "5",
+                                               "--batch_size", "3")))  # fmt: skip
     err = capsys.readouterr().err
     assert "decode images: 100%" in err and "60/60" in err
-    for scale in ("1", "3"):
-        assert f"pipe ddim:3 s={scale}: 100%" in err  # 30 samples per scale
-    assert err.count("30/30") >= 2
+    for scale in ("1", "3"):  # 5 samples per scale, in batches of 3 and 2
+        assert f"pipe ddim:2 s={scale}:  60%" in err and f"pipe ddim:2 s={scale}: 100%" in err
+    assert err.count("5/5") >= 2
 
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
