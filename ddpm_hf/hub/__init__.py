@@ -1,4 +1,4 @@
-from .model_card import make_model_card
+from .model_card import make_model_card, make_run_card
 from .upload import push_run_folder
 
-__all__ = ["make_model_card", "push_run_folder"]
+__all__ = ["make_model_card", "make_run_card", "push_run_folder"]

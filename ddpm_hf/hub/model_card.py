@@ -167,14 +167,15 @@ def make_model_card(
     return ModelCard(text)
 
 
-def make_run_card(output_dir: str, run: dict, metrics: dict) -> ModelCard:
+def make_run_card(folder: str, run: dict, metrics: dict, repo_id: str | None = None) -> ModelCard:
     """
-    The card of an image training run's folder (train_image.py): its pipeline, settings and measured figures.
+    The card of an image training run's pipeline (train_image.py): its settings and measured figures.
 
     Args:
-        output_dir (`str`): The run folder, holding the saved pipeline.
+        folder (`str`): A folder holding the saved pipeline.
         run (`dict`): The run's settings by flag name (`vars(args)` of train_image.py).
         metrics (`dict`): The run's metrics.json (final_loss, steps, train_seconds, mixed_precision, num_classes).
+        repo_id (`str`, *optional*): What the usage snippets load; defaults to `--hub_model_id`, else `--output_dir`.
     """
     source = run["dataset_name"] or run["train_data_dir"]
     is_hub_dataset = run["dataset_name"] not in (None, "digits") and not os.path.exists(run["dataset_name"])
@@ -194,11 +195,11 @@ def make_run_card(output_dir: str, run: dict, metrics: dict) -> ModelCard:
     }
     measured = {
         "final training loss (mean of last 100 steps)": f"{metrics['final_loss']:.4f}",
-        "training time": f"{metrics['train_seconds']} s",
+        "training time": "not recorded" if metrics["train_seconds"] is None else f"{metrics['train_seconds']} s",
     }
     return make_model_card(
-        output_dir,
-        repo_id=run["hub_model_id"] or output_dir,
+        folder,
+        repo_id=repo_id or run["hub_model_id"] or run["output_dir"],
         dataset=dataset,
         training=training,
         metrics=measured,

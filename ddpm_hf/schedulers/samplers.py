@@ -40,8 +40,15 @@ def make_sampler(name: str, scheduler_config):
 
 
 def default_num_steps(name: str, num_train_timesteps: int) -> int:
-    """The usual number of steps of sampler `name`: all T for DDPM, 50 for DDIM, 20 for DPM-Solver++ (at most T)."""
+    """
+    The usual number of steps of sampler `name`: all T for DDPM, 50 for DDIM, 20 for DPM-Solver++; at most T, and at
+    most T // 2 for DPM-Solver++, whose evenly spaced timesteps are rounded to integers and repeat beyond that (a
+    repeated timestep divides by zero: T = 20 with 20 steps gives 10 twice).
+    """
     if name not in SAMPLERS:
         raise ValueError(f"Unknown sampler {name!r}; choose from {list(SAMPLERS)}.")
     steps = SAMPLERS[name][2]
-    return num_train_timesteps if steps is None else min(steps, num_train_timesteps)
+    if steps is None:
+        return num_train_timesteps
+    limit = max(num_train_timesteps // 2, 1) if name == "dpm_solver++" else num_train_timesteps
+    return min(steps, limit)

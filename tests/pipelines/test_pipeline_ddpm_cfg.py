@@ -208,7 +208,7 @@ def test_unknown_sampler_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"Unknown sampler 'euler'; choose from \['ddpm', 'ddim', 'dpm_solver\+\+'\]"):
         make_sampler("euler", tiny_pipeline().scheduler.config)
     assert [default_num_steps(name, 400) for name in ("ddpm", "ddim", "dpm_solver++")] == [400, 50, 20]
-    assert default_num_steps("ddim", 30) == 30
+    assert default_num_steps("ddim", 30) == 30 and default_num_steps("dpm_solver++", 30) == 15
 
 
 def test_ddim_sampler_does_not_clip_x0():

@@ -320,7 +320,7 @@ def test_a_folder_holding_another_run_is_never_overwritten_silently(tmp_path):
     weights = (output_dir / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
     with pytest.raises(ValueError, match="already holds files.*--overwrite_output_dir"):
         train_image.parse_args(common)
-    with pytest.raises(ValueError, match=r"holds a different run \(resolution: 8 there, 16 now, model_preset"):
+    with pytest.raises(ValueError, match=r"other settings \(--resolution: '8' there, '16' now, --model_preset"):
         train_image.parse_args([*common, "--resolution", "16", "--model_preset", "small", "--resume_from_checkpoint",
                                 "latest"])  # fmt: skip
     assert (output_dir / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == weights

@@ -149,7 +149,7 @@ def test_a_non_finite_loss_read_late_still_stops_before_any_checkpoint_holds_it(
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--loss_read_steps", "0"], "--loss_read_steps must be >= 1, got 0"),
+        (["--loss_read_steps", "0"], r"--loss_read_steps must be a number in \[1, inf\), got 0"),
         (["--data_on_device", "--no-center_crop"], "--data_on_device keeps one crop"),
         (["--torch_compile_mode", "fastest"], "Unknown --torch_compile_mode 'fastest'"),
         (
