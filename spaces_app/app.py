@@ -74,9 +74,9 @@ def load_pipeline(model: str) -> DiffusionPipeline:
     in float32. `trust_remote_code=True` runs the pipeline and scheduler source saved with the model."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.float16 if device == "cuda" else torch.float32
-    pipe = DiffusionPipeline.from_pretrained(model, trust_remote_code=True, torch_dtype=dtype)
+    pipe = DiffusionPipeline.from_pretrained(model, trust_remote_code=True)
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    return pipe.to(device=device, dtype=dtype)
 
 
 def samplers_for(pipe) -> list[str]:
