@@ -55,6 +55,22 @@ def _npz_dataset(path):
     if labels is not None:
         if len(labels) != len(images):
             raise ValueError(f"{path}: {len(labels)} labels for {len(images)} images.")
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or not (
+            np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)
+        ):
+            raise ValueError(f"{path}: 'labels' must be one class id per image, got {labels.dtype} {labels.shape}.")
+        # class ids written as floats are accepted only when they are whole numbers: 0.2 or NaN is not a class
+        not_ids = (
+            ~np.isfinite(labels) | (labels != np.round(labels)) | (labels < 0)
+            if labels.dtype.kind == "f"
+            else labels < 0
+        )
+        if not_ids.any():
+            examples = labels[not_ids][:5].tolist()
+            raise ValueError(
+                f"{path}: 'labels' must hold class ids 0..K-1; {int(not_ids.sum())} are not, e.g. {examples}."
+            )
         names = label_names or [str(value) for value in range(int(labels.max()) + 1)]
         columns["label"] = labels.astype(np.int64).tolist()
         features["label"] = datasets.ClassLabel(names=names)

@@ -82,3 +82,25 @@ def test_an_empty_image_file_is_refused(tmp_path):
     np.savez(tmp_path / "none.npz", images=np.zeros((0, 8, 8), dtype=np.uint8))
     with pytest.raises(ValueError, match=r"none\.npz' \(split 'train'\) holds no examples"):
         load_image_dataset(str(tmp_path / "none.npz"))
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ([0.2, 1.9, 1.0, 0.0], r"2 are not, e.g. \[0.2, 1.9\]"),
+        ([0.0, float("nan"), 1.0, 1.0], r"1 are not, e.g. \[nan\]"),
+        ([0, -1, 1, 1], r"1 are not, e.g. \[-1\]"),
+        ([[0], [1], [1], [0]], "one class id per image"),
+    ],
+)
+def test_npz_labels_that_are_not_class_ids_are_refused(tmp_path, labels, message):
+    images = np.zeros((4, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "data.npz", images=images, labels=np.array(labels))
+    with pytest.raises(ValueError, match=message):
+        load_image_dataset(str(tmp_path / "data.npz"))
+
+
+def test_npz_labels_stored_as_whole_floats_are_class_ids(tmp_path):
+    images = np.zeros((4, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "data.npz", images=images, labels=np.array([0.0, 2.0, 1.0, 2.0]))
+    assert load_image_dataset(str(tmp_path / "data.npz"))["label"] == [0, 2, 1, 2]
