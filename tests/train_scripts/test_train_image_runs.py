@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -322,6 +323,27 @@ def test_trackers_get_losses_and_grids_and_saves_are_pushed_each_time(tmp_path, 
     assert sorted(loss_steps) == [1, 2, 3, 4, 5, 6] and sorted(image_steps) == [3, 6]
 
 
+def wandb_records(path):
+    """The protobuf records of a .wandb run file: a 7-byte header, then 32 KiB blocks of chunks (CRC32, 2-byte
+    length, type: 1 full, 2 first, 3 middle, 4 last), as LevelDB's log format lays them out."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, position, pending = path.read_bytes(), 7, b""
+    assert data[:4] == b":W&B"
+    while position + 7 <= len(data):
+        if 32768 - position % 32768 < 7:  # a block's tail too short for a chunk header is padding
+            position += 32768 - position % 32768
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        pending += data[position + 7 : position + 7 + length]
+        position += 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            pending = b""
+            yield record
+
+
 def test_wandb_offline_gets_losses_and_grids(tmp_path):
     pytest.importorskip("wandb")
     data = make_image_folder(tmp_path / "data")
@@ -341,7 +363,17 @@ def test_wandb_offline_gets_losses_and_grids(tmp_path):
     ]
     result = accelerate_launch(argv, extra_env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
     assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = (output_dir / "logs" / "wandb").glob("offline-run-*")
-    summary = json.loads((run_dir / "files" / "wandb-summary.json").read_text())
-    assert np.isfinite(summary["loss"]) and summary["samples"]["_type"] == "image-file"
-    assert list((run_dir / "files" / "media" / "images").glob("samples_*.png"))
+    (run_file,) = (output_dir / "logs" / "wandb").glob("offline-run-*/run-*.wandb")
+    losses, values = {}, []
+    for record in wandb_records(run_file):
+        items = []
+        if record.WhichOneof("record_type") == "history":
+            items = record.history.item
+            row = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in items}
+            losses[row["_step"]] = row["loss"]
+        elif record.WhichOneof("record_type") == "summary":
+            items = record.summary.update
+        values += [item.value_json for item in items]
+    assert sorted(losses) == [1, 2, 3] and all(np.isfinite(value) for value in losses.values())
+    (image,) = (run_file.parent / "files" / "media" / "images").glob("samples_3_*.png")  # the grid of step 3
+    assert any(f'"media/images/{image.name}"' == value for value in values)
