@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 3, 6 and 9 as one prepared script for the lent GPU machine (no network there).
-# Here, once: bash scripts/device_wheels.sh   (wheels into .whl/, the offline MNIST into data/mnist/)
-# There, through the device tool, carrying ".whl" and "data/mnist":
+# Benchmarks and the MNIST preset on a CUDA machine, which may have no network access.
+# Once, on a machine with network: bash scripts/device_wheels.sh   (wheels into .whl/, MNIST into data/mnist/)
+# On the CUDA machine, with ".whl" and "data/mnist" copied beside this repository:
 #   bash scripts/gpu_session.sh bench    training and sampling benchmarks, CIFAR-10 U-Net (about 7 minutes)
 #   bash scripts/gpu_session.sh mnist    the MNIST preset, its judge and its evaluation (EPOCHS, default 20)
 # Results go to $OUT (or outputs/gpu_session). SMOKE=1 shrinks every size, to check the script on a CPU.

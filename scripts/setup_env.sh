@@ -17,5 +17,4 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
     .venv/bin/python -m pip install --quiet -e ".[test]"
     echo "$wanted" > "$stamp"
 fi
-export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 export PATH="$PWD/.venv/bin:$PATH"

@@ -2,6 +2,8 @@
 # The whole test suite (lint, then pytest). Touches no network.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
+# The suite never reaches the Hub: anything that tried would fail here instead of downloading.
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 ruff check .
 set +e
 python -m pytest "$@"
