@@ -73,6 +73,7 @@ def make_model_card(
     metrics: dict | None = None,
     license: str = "apache-2.0",
     hub_dataset_id: str | None = None,
+    base_model: str | None = None,
 ) -> ModelCard:
     """
     Builds the card of the pipeline saved in `folder` from its configs and the run's settings.
@@ -85,6 +86,7 @@ def make_model_card(
         metrics (`dict`, *optional*): Measured figures (name -> value), shown as a table.
         license (`str`, defaults to `"apache-2.0"`): The Hub license id.
         hub_dataset_id (`str`, *optional*): The training set's Hub id, for the card's `datasets` metadata.
+        base_model (`str`, *optional*): The Hub id of the model this one was fine-tuned from (`base_model` metadata).
 
     Returns:
         `huggingface_hub.ModelCard`: the card; `card.save(os.path.join(folder, "README.md"))` writes it.
@@ -104,6 +106,7 @@ def make_model_card(
         tags=tags,
         pipeline_tag="unconditional-image-generation",
         datasets=[hub_dataset_id] if hub_dataset_id else None,
+        base_model=base_model,
     )
     size = unet_config["sample_size"]
     channels = "greyscale" if unet_config["in_channels"] == 1 else "RGB"
@@ -179,6 +182,7 @@ def make_run_card(folder: str, run: dict, metrics: dict, repo_id: str | None = N
     """
     source = run["dataset_name"] or run["train_data_dir"]
     is_hub_dataset = run["dataset_name"] not in (None, "digits") and not os.path.exists(run["dataset_name"])
+    pretrained = run.get("pretrained_model_name_or_path")
     dataset = "scikit-learn's bundled 8x8 digits" if source == "digits" else f"`{source}`"
     training = {
         "resolution": run["resolution"],
@@ -205,4 +209,5 @@ def make_run_card(folder: str, run: dict, metrics: dict, repo_id: str | None = N
         metrics=measured,
         license=run["hub_license"],
         hub_dataset_id=run["dataset_name"] if is_hub_dataset else None,
+        base_model=pretrained if pretrained and not os.path.exists(pretrained) else None,
     )

@@ -80,3 +80,22 @@ def test_usage_snippets_run_as_written_on_both_routes(tmp_path):
         )
         assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "sample.png").exists()  # the first snippet saves one
+
+
+def test_a_run_card_names_a_hub_base_model_and_never_a_local_one(tmp_path):
+    from ddpm_hf.hub import make_run_card
+
+    folder = saved_pipeline(tmp_path / "run")
+    run = {
+        "dataset_name": "cifar10", "train_data_dir": None, "resolution": 8, "model_preset": None,
+        "cond_drop_prob": 0.1, "guidance_scale": 3.0, "train_batch_size": 4, "gradient_accumulation_steps": 2,
+        "learning_rate": 1e-4, "use_ema": True, "seed": 0, "hub_model_id": "me/c10", "hub_license": "mit",
+        "output_dir": str(folder),
+    }  # fmt: skip
+    metrics = {"final_loss": 0.05, "steps": 10, "train_seconds": None, "mixed_precision": "bf16", "num_classes": 3}
+    card = make_run_card(str(folder), {**run, "pretrained_model_name_or_path": "google/ddpm-cifar10-32"}, metrics)
+    assert card.data.base_model == "google/ddpm-cifar10-32" and card.data.datasets == ["cifar10"]
+    assert "| started from | google/ddpm-cifar10-32 |" in card.text and "| batch size | 8 |" in card.text
+    assert "| training time | not recorded |" in card.text and 'from_pretrained("me/c10")' in card.text
+    local = make_run_card(str(folder), {**run, "pretrained_model_name_or_path": str(tmp_path)}, metrics)
+    assert local.data.base_model is None and f"| started from | {tmp_path} |" in local.text
