@@ -172,3 +172,24 @@ def fake_hub_server():
     yield hub
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def diffusers_ddpm_folder(tmp_path):
+    """A tiny unconditional pipeline saved by diffusers' own `DDPMPipeline.save_pretrained` (UNet2DModel of 8x8
+    greyscale, DDPMScheduler with T = 20), as `google/ddpm-*` repositories are laid out. Returns (folder, U-Net)."""
+    import torch
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    )
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=20)).save_pretrained(tmp_path / "ddpm")
+    return str(tmp_path / "ddpm"), unet.eval()

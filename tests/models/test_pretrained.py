@@ -3,29 +3,13 @@ to an unconditional U-Net that leaves its outputs unchanged at the start."""
 
 import pytest
 import torch
-from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from ddpm_hf import DDPMCFGPipeline, ExtendedDDPMScheduler, make_unet
 from ddpm_hf.models.pretrained import load_pretrained_unet, pretrained_folder, read_pretrained_configs
 
 
-def diffusers_folder(tmp_path):
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-    )
-    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=20)).save_pretrained(tmp_path / "ddpm")
-    return str(tmp_path / "ddpm"), unet.eval()
-
-
-def test_a_class_embedding_added_to_an_unconditional_unet_starts_at_its_outputs(tmp_path):
-    folder, unconditional = diffusers_folder(tmp_path)
+def test_a_class_embedding_added_to_an_unconditional_unet_starts_at_its_outputs(diffusers_ddpm_folder):
+    folder, unconditional = diffusers_ddpm_folder
     conditional = load_pretrained_unet(pretrained_folder(folder), num_classes=3, multi_label=False).eval()
     assert conditional.config.num_class_embeds == 4 and torch.all(conditional.class_embedding.weight == 0)
     sample, timesteps = torch.randn(4, 1, 8, 8), torch.tensor([0, 5, 10, 19])

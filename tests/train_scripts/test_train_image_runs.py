@@ -188,25 +188,8 @@ def test_any_checkpoint_exports_to_a_loadable_pipeline(finished_run, tmp_path):
     assert not all(torch.equal(pipe.unet.state_dict()[key], saved[key]) for key in saved)
 
 
-def diffusers_ddpm_folder(folder):
-    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
-
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-    )
-    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=20)).save_pretrained(folder)
-    return folder
-
-
-def test_fine_tuning_a_diffusers_ddpm_pipeline_adds_classes(tmp_path):
-    source = diffusers_ddpm_folder(tmp_path / "google-style")
+def test_fine_tuning_a_diffusers_ddpm_pipeline_adds_classes(tmp_path, diffusers_ddpm_folder):
+    source, _ = diffusers_ddpm_folder
     common = [
         "--dataset_name",
         "digits",
