@@ -1,5 +1,6 @@
 """evaluate.py end to end on tiny local data: the floor, the sweep, the report files, and the reference cache."""
 
+import functools
 import json
 import sys
 import types
@@ -347,7 +348,9 @@ def test_an_unconditional_model_is_scored_by_the_classifier_judge(unconditional)
     assert "| pipe_uncond | linear | epsilon | ddim | 2 | unconditional |" in report_text
 
 
-def test_progress_bars_for_decoding_and_for_each_guidance_scale(setup, capsys):
+def test_progress_bars_for_decoding_and_for_each_guidance_scale(setup, capsys, monkeypatch):
+    # every update printed, so the 3/5 step shows however fast the machine samples (tqdm skips redraws < 0.1 s apart)
+    monkeypatch.setattr(evaluate, "tqdm", functools.partial(evaluate.tqdm, mininterval=0, miniters=1))
     evaluate.main(evaluate.parse_args(argv_for(setup, "--guidance_scales", "1", "3", "--num_samples", "5",
                                                "--batch_size", "3")))  # fmt: skip
     err = capsys.readouterr().err
