@@ -10,7 +10,7 @@ import json
 import os
 
 from ddpm_hf.hub import make_run_card
-from ddpm_hf.training import check_output_dir, pipeline_from_checkpoint, prepare_output_dir, resolve_checkpoint
+from ddpm_hf.training import check_output_dir, final_loss, pipeline_from_checkpoint, prepare_output_dir, read_losses
 
 
 def parse_args(argv=None):
@@ -34,16 +34,14 @@ def parse_args(argv=None):
 
 
 def main(args):
-    step, _ = resolve_checkpoint(os.path.join(args.run_dir, "checkpoints"), args.checkpoint) or (None, None)
-    pipeline = pipeline_from_checkpoint(args.run_dir, args.checkpoint, use_ema=args.use_ema)
+    step, pipeline = pipeline_from_checkpoint(args.run_dir, args.checkpoint, use_ema=args.use_ema)
     prepare_output_dir(args.output_dir, data_paths=(args.run_dir,), script="export_checkpoint.py")
     pipeline.save_pretrained(args.output_dir)
     with open(os.path.join(args.run_dir, "run_config.json")) as f:
         run = json.load(f)
-    with open(os.path.join(args.run_dir, "losses.jsonl")) as f:
-        losses = [record["loss"] for record in map(json.loads, f) if record["step"] <= step]
+    losses = read_losses(os.path.join(args.run_dir, "losses.jsonl"), up_to_step=step)
     metrics = {
-        "final_loss": sum(losses[-100:]) / len(losses[-100:]),
+        "final_loss": final_loss(losses),
         "steps": step,
         "train_seconds": None,
         "mixed_precision": run["mixed_precision"],

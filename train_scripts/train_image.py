@@ -61,6 +61,7 @@ from ddpm_hf.training import (
     TrainingRNG,
     check_output_dir,
     diffusion_loss,
+    final_loss,
     list_checkpoints,
     load_checkpoint,
     log_images_to_trackers,
@@ -801,7 +802,7 @@ def save_model(args, pipeline, metrics):
 def run_metrics(args, accelerator, pipeline, losses_path, throughput, speed, row_conditions, preload_seconds):
     losses = read_losses(losses_path)
     return {
-        "final_loss": sum(losses[-100:]) / len(losses[-100:]),
+        "final_loss": final_loss(losses),
         "steps": len(losses),
         **throughput.metrics(),
         "data_preload_seconds": None if preload_seconds is None else round(preload_seconds, 2),

@@ -10,7 +10,7 @@ from .config_file import load_config_file, parse_args_with_config, typed_config_
 from .export import PIPELINE_CONFIG, pipeline_from_checkpoint, write_pipeline_config
 from .flag_types import number_in_range
 from .loss import LOSS_WEIGHTINGS, diffusion_loss, resolve_loss_weighting
-from .loss_log import DeferredLossLog, read_losses
+from .loss_log import DeferredLossLog, final_loss, read_losses
 from .output_dir import (
     RUN_MARKER,
     check_output_dir,
@@ -34,6 +34,7 @@ __all__ = [
     "TrainingRNG",
     "check_output_dir",
     "diffusion_loss",
+    "final_loss",
     "find_checkpoint_problem",
     "is_run_dir",
     "list_checkpoints",

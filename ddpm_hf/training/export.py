@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from ..models.pretrained import UNET_CLASSES
 from ..pipelines import DDPMCFGPipeline
 from ..schedulers import ExtendedDDPMScheduler
-from .checkpoints import STATES_FOLDER, resolve_checkpoint, verify_checkpoint
+from .checkpoints import STATES_FOLDER, resolve_checkpoint
 from .state_files import load_state_files
 
 # Written by train_image.py when a run starts: what the pipeline of the run is made of, so that any checkpoint can
@@ -29,15 +29,20 @@ def write_pipeline_config(run_dir: str, unet, scheduler, id2label: dict | None) 
         json.dump(content, f, indent=2)
 
 
-def pipeline_from_checkpoint(run_dir: str, checkpoint: str = "latest", use_ema: bool = True) -> DDPMCFGPipeline:
+def pipeline_from_checkpoint(
+    run_dir: str, checkpoint: str = "latest", use_ema: bool = True
+) -> tuple[int, DDPMCFGPipeline]:
     """
-    The pipeline of run `run_dir` at one of its checkpoints.
+    The pipeline of run `run_dir` at one of its checkpoints, and that checkpoint's step.
 
     Args:
         run_dir (`str`): A train_image.py output folder (it holds pipeline_config.json and checkpoints/).
         checkpoint (`str`, defaults to `"latest"`): `"latest"`, a `checkpoint-N` name or a checkpoint folder.
         use_ema (`bool`, defaults to `True`): Take the EMA weights when the checkpoint has them (as the run's own
             saves do); False takes the trained weights themselves.
+
+    Returns:
+        `tuple[int, DDPMCFGPipeline]`: (step, pipeline).
     """
     config_path = os.path.join(run_dir, PIPELINE_CONFIG)
     if not os.path.isfile(config_path):
@@ -45,8 +50,7 @@ def pipeline_from_checkpoint(run_dir: str, checkpoint: str = "latest", use_ema: 
     found = resolve_checkpoint(os.path.join(run_dir, "checkpoints"), checkpoint)
     if found is None:
         raise ValueError(f"{run_dir} holds no checkpoint yet.")
-    _, path = found
-    verify_checkpoint(path)
+    step, path = found  # verified by resolve_checkpoint
     with open(config_path) as f:
         config = json.load(f)
     unet = UNET_CLASSES[config["unet_class"]].from_config(config["unet"])
@@ -58,4 +62,4 @@ def pipeline_from_checkpoint(run_dir: str, checkpoint: str = "latest", use_ema: 
         ema_model.copy_to(unet.parameters())
     scheduler = ExtendedDDPMScheduler.from_config(config["scheduler"])
     id2label = {int(key): name for key, name in config["id2label"].items()} if config["id2label"] else None
-    return DDPMCFGPipeline(unet=unet.eval(), scheduler=scheduler, id2label=id2label)
+    return step, DDPMCFGPipeline(unet=unet.eval(), scheduler=scheduler, id2label=id2label)

@@ -80,7 +80,14 @@ class DeferredLossLog:
             f.writelines(kept)
 
 
-def read_losses(losses_path: str) -> list[float]:
-    """The losses recorded in `losses_path`, in step order."""
+def read_losses(losses_path: str, up_to_step: int | None = None) -> list[float]:
+    """The losses recorded in `losses_path`, in step order; only those of steps <= `up_to_step` when it is given."""
     with open(losses_path) as f:
-        return [json.loads(line)["loss"] for line in f]
+        records = [json.loads(line) for line in f]
+    return [record["loss"] for record in records if up_to_step is None or record["step"] <= up_to_step]
+
+
+def final_loss(losses: list[float]) -> float:
+    """metrics.json's `final_loss`: the mean loss of the last 100 steps (fewer when the run is shorter)."""
+    last = losses[-100:]
+    return sum(last) / len(last)

@@ -14,6 +14,7 @@ from ddpm_hf import DDPMCFGPipeline, ExtendedDDPMScheduler, make_unet
 from ddpm_hf.training import (
     DeferredLossLog,
     ThroughputRecord,
+    final_loss,
     log_images_to_trackers,
     read_losses,
     save_pipeline_folder,
@@ -39,6 +40,14 @@ def test_losses_are_read_in_batches_in_step_order(tmp_path):
     assert log.read() is None  # nothing pending
     log.forget_after(2)
     assert [json.loads(line)["step"] for line in open(path)] == [1, 2]
+
+
+def test_read_losses_up_to_a_step_and_the_final_loss_is_the_mean_of_the_last_100(tmp_path):
+    path = tmp_path / "losses.jsonl"
+    path.write_text("".join(json.dumps({"loss": float(step), "step": step}) + "\n" for step in range(1, 151)))
+    assert read_losses(str(path), up_to_step=3) == [1.0, 2.0, 3.0]
+    assert final_loss(read_losses(str(path))) == np.mean(np.arange(51, 151))  # steps 51..150
+    assert final_loss(read_losses(str(path), up_to_step=4)) == 2.5  # a run shorter than 100 steps
 
 
 def test_a_non_finite_loss_stops_at_its_step_and_logs_only_the_steps_before_it(tmp_path):
