@@ -97,7 +97,7 @@ class MultiLabelTokenUNet2DModel(ModelMixin, ConfigMixin):
             norm_num_groups=norm_num_groups,
             dropout=dropout,
             cross_attention_dim=cross_attention_dim,
-            # UNet2DConditionModel reads attention_head_dim as the number of heads (diffusers issue 2011)
+            # UNet2DConditionModel reads attention_head_dim as the number of heads (diffusers' naming)
             attention_head_dim=tuple(channels // attention_head_dim for channels in block_out_channels),
             class_embed_type="identity",
         )
