@@ -93,8 +93,13 @@ def make_sampler(name: str, scheduler):
 
 
 def default_num_steps(name: str, num_train_timesteps: int) -> int:
+    """The usual steps of sampler `name`, as ddpm_hf's named samplers have them: at most T, and at most T // 2 for
+    DPM-Solver++, whose rounded timesteps repeat beyond that (a repeated timestep divides by zero)."""
     steps = SAMPLERS[name][2]
-    return num_train_timesteps if steps is None else min(steps, num_train_timesteps)
+    if steps is None:
+        return num_train_timesteps
+    limit = max(num_train_timesteps // 2, 1) if name == "DPM-Solver++" else num_train_timesteps
+    return min(steps, limit)
 
 
 def quote(value) -> str:

@@ -28,7 +28,7 @@ import yaml
 from PIL import Image
 
 from ddpm_hf import DDPMCFGPipeline, ExtendedDDPMScheduler, make_unet
-from ddpm_hf.schedulers import make_sampler
+from ddpm_hf.schedulers import default_num_steps, make_sampler
 from ddpm_hf.viz import square_grid, tensor_to_pil
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from the test server
@@ -313,6 +313,14 @@ def test_requests_leave_no_temporary_files_and_stopping_empties_gradios_cache(tm
     finally:
         demo.close()
     assert files_under(cache) == [] and files_under(temp) == []
+
+
+@pytest.mark.parametrize("num_train_timesteps", [1, 2, 20, 39, 40, 41, 100, 400, 1000])
+def test_default_steps_are_ddpm_hfs_for_every_sampler(num_train_timesteps):
+    # the app cannot import ddpm_hf, so it keeps its own copy of the rule: DPM-Solver++ at most T // 2 (T = 20 with
+    # 20 steps repeats timestep 10 and divides by zero)
+    for name, ours in {"DDPM": "ddpm", "DDIM": "ddim", "DPM-Solver++": "dpm_solver++"}.items():
+        assert app.default_num_steps(name, num_train_timesteps) == default_num_steps(ours, num_train_timesteps)
 
 
 def test_a_mean_prediction_model_offers_only_the_ddpm_sampler(tmp_path):
