@@ -1,4 +1,6 @@
 import pickle
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +11,9 @@ from diffusers.models.modeling_utils import ModelMixin
 
 from ddpm_hf import DDPM2DPipeline, ExtendedDDPMScheduler, MLP2DModel
 from ddpm_hf.models import MLP2DOutput
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from reference_targets import exact_model_output  # noqa: E402
 
 T = 100
 
@@ -106,15 +111,7 @@ class GaussianOptimalModel(ModelMixin, ConfigMixin):
         # E[x0 | x_t] for a Gaussian prior (conjugate update)
         gain = alpha_bar**0.5 * DATA_STD**2 / (alpha_bar * DATA_STD**2 + 1 - alpha_bar)
         x0 = mean + gain * (xt - alpha_bar**0.5 * mean)
-        eps = (xt - alpha_bar**0.5 * x0) / (1 - alpha_bar) ** 0.5
-        beta = 1 - alpha_bar / alpha_bar_prev
-        output = {
-            "epsilon": eps,
-            "sample": x0,
-            "v_prediction": alpha_bar**0.5 * eps - (1 - alpha_bar) ** 0.5 * x0,
-            "mean": alpha_bar_prev**0.5 * beta / (1 - alpha_bar) * x0
-            + (1 - beta) ** 0.5 * (1 - alpha_bar_prev) / (1 - alpha_bar) * xt,
-        }[self.config.prediction_type]
+        output = exact_model_output(self.config.prediction_type, x0, xt, alpha_bar, alpha_bar_prev)
         return MLP2DOutput(sample=output.to(sample.dtype))
 
 

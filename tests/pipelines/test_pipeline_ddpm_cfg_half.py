@@ -7,6 +7,9 @@ dtype the final image differs from the float32 one only by rounding: x0 rounded 
 x / 2 + 0.5 rounded once more.
 """
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +18,9 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.unets.unet_2d import UNet2DOutput
 
 from ddpm_hf import DDPMCFGPipeline, ExtendedDDPMScheduler
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from reference_targets import exact_model_output  # noqa: E402
 
 T, STEPS, SIZE = 1000, 50, 8
 
@@ -46,15 +52,7 @@ class ExactPointMassUNet(ModelMixin, ConfigMixin):
         alpha_bar = float(self.alphas_cumprod[t])
         alpha_bar_prev = float(self.alphas_cumprod[t - 1]) if t > 0 else 1.0
         x_t, x0 = sample.double(), self.clean.expand_as(sample)
-        epsilon = (x_t - alpha_bar**0.5 * x0) / (1 - alpha_bar) ** 0.5
-        beta = 1 - alpha_bar / alpha_bar_prev
-        output = {
-            "epsilon": epsilon,
-            "sample": x0,
-            "v_prediction": alpha_bar**0.5 * epsilon - (1 - alpha_bar) ** 0.5 * x0,
-            "mean": alpha_bar_prev**0.5 * beta / (1 - alpha_bar) * x0
-            + (1 - beta) ** 0.5 * (1 - alpha_bar_prev) / (1 - alpha_bar) * x_t,  # Ho et al. 2020, eq. 7
-        }[self.config.prediction_type]
+        output = exact_model_output(self.config.prediction_type, x0, x_t, alpha_bar, alpha_bar_prev)
         return UNet2DOutput(sample=output.to(sample.dtype))
 
 

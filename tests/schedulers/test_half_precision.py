@@ -7,12 +7,18 @@ update in float32 and rounds only the result, so its error must stay within that
 prediction types whose inputs carry other rounding, e.g. x0 recovered from a posterior mean).
 """
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from diffusers import DDPMScheduler
 
 from ddpm_hf import ExtendedDDPMScheduler
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from reference_targets import exact_model_output  # noqa: E402
 
 T = 1000
 TIMESTEPS = (0, 1, 5, 500)
@@ -42,15 +48,7 @@ def perfect_inputs(schedule, prediction_type, t, seed=0):
     alphas_cumprod = alphas_cumprod64(schedule)
     alpha_bar, alpha_bar_prev = alphas_cumprod[t], (alphas_cumprod[t - 1] if t > 0 else 1.0)
     xt = alpha_bar**0.5 * x0 + (1 - alpha_bar) ** 0.5 * noise
-    beta = 1 - alpha_bar / alpha_bar_prev
-    coef_x0 = alpha_bar_prev**0.5 * beta / (1 - alpha_bar)  # Ho et al. 2020, eq. 7
-    coef_xt = (1 - beta) ** 0.5 * (1 - alpha_bar_prev) / (1 - alpha_bar)
-    output = {
-        "epsilon": noise,
-        "sample": x0,
-        "v_prediction": alpha_bar**0.5 * noise - (1 - alpha_bar) ** 0.5 * x0,
-        "mean": coef_x0 * x0 + coef_xt * xt,
-    }[prediction_type]
+    output = exact_model_output(prediction_type, x0, xt, alpha_bar, alpha_bar_prev)
     return torch.from_numpy(xt), torch.from_numpy(output)
 
 
