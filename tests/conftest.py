@@ -39,6 +39,8 @@ class FakeHub:
 
     def handle(self, method: str, url_path: str, body: bytes, headers: dict) -> tuple[int, dict, bytes]:
         path = unquote(url_path.split("?")[0])
+        if path == "/api/agent-harnesses":  # huggingface_hub's own once-a-day registry fetch, about no repository
+            return 404, {}, b""
         self.requests.append((method, path))
         if headers.get("content-encoding") == "gzip":
             body = gzip.decompress(body)
