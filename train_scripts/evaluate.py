@@ -30,6 +30,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from huggingface_hub.utils import HFValidationError, validate_repo_id  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
@@ -144,6 +145,12 @@ def parse_args(argv=None):
         default=None,
         help="Sample the 'ddpm' sampler through DDPMCFGPipeline.enable_compiled_sampling (the same images up to "
         "float rounding, after a compile per batch size); default: on CUDA. Other samplers keep the plain loop.",
+    )
+    parser.add_argument(
+        "--save_samples",
+        action="store_true",
+        help="Also write every generated image to OUTPUT_DIR/samples.npz (uint8 arrays images, labels and omega, one "
+        "entry per image, and row: its row of eval.json's results), so that others can score them again.",
     )
     parser.add_argument("--output_dir", type=str, required=True, help="Where eval.json and the report go.")
     args = parser.parse_args(argv)
@@ -433,7 +440,7 @@ def main(args):
     )
 
     num_samples = args.num_samples or len(half_b)
-    results = []
+    results, saved = [], {"images": [], "labels": [], "omega": [], "row": []}
     for path, pipe in pipes.items():
         conditional = pipe.num_classes is not None and labels is not None
         if pipe.num_classes is not None and labels is None:
@@ -486,6 +493,8 @@ def main(args):
                     "grid": grid_name(path, sampler, steps, guidance_scale, len(pipes)),
                 }
                 results.append(result)
+                if args.save_samples:
+                    keep_samples(saved, generated, requested, result["omega"] if conditional else None, len(results))
                 save_class_grid(generated, requested, class_names, os.path.join(args.output_dir, result["grid"]))
                 accuracy = f", accuracy {result['accuracy']:.4f}" if judged else ""
                 print(
@@ -509,12 +518,29 @@ def main(args):
     }
     with open(os.path.join(args.output_dir, "eval.json"), "w") as f:
         json.dump(report, f, indent=2)
+    if args.save_samples:
+        width = max((labels.shape[1] for labels in saved["labels"] if labels.ndim == 2), default=None)
+        if width is not None:  # multi-hot rows beside unconditional ones: those become rows of -1
+            saved["labels"] = [np.full((len(x), width), -1) if x.ndim == 1 else x for x in saved["labels"]]
+        arrays = {name: np.concatenate(parts) for name, parts in saved.items()}
+        np.savez_compressed(os.path.join(args.output_dir, "samples.npz"), **arrays)
     swept = [r for r in results if r["accuracy"] is not None]
     has_plot = len({r["guidance_scale"] for r in swept}) > 1
     if has_plot:
         plot_sweep(swept, floor, os.path.join(args.output_dir, "guidance_sweep.png"))
     write_report(report, os.path.join(args.output_dir, "report.md"), has_plot)
     return report
+
+
+def keep_samples(saved, generated, requested, omega, row_number):
+    """Add one result row's images to `saved` as uint8 (N, H, W) or (N, H, W, C), with their labels (class ids, or
+    multi-hot rows; -1 where unconditional), omega (NaN where no guidance applied) and 0-based row in eval.json."""
+    pixels = (generated * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    saved["images"].append(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+    labels = np.full(len(generated), -1) if requested is None else requested[: len(generated)].cpu().numpy()
+    saved["labels"].append(labels)
+    saved["omega"].append(np.full(len(generated), np.nan if omega is None else omega, dtype=np.float32))
+    saved["row"].append(np.full(len(generated), row_number - 1))
 
 
 def grid_name(path, sampler, steps, guidance_scale, num_pipelines):

@@ -86,6 +86,23 @@ def test_report_has_the_floor_and_one_row_per_guidance_scale(setup, capsys):
     assert again["floor"] == report["floor"] and again["results"][0]["fid"] == report["results"][0]["fid"]
 
 
+def test_saved_samples_are_the_scored_images_with_their_labels_and_omega(setup):
+    report = run(setup, "--save_samples")
+    saved = np.load(setup / "eval" / "samples.npz")
+    assert saved["images"].shape == (60, 8, 8) and saved["images"].dtype == np.uint8
+    np.testing.assert_array_equal(saved["omega"], np.repeat([0.0, 2.0], 30))
+    np.testing.assert_array_equal(saved["row"], np.repeat([0, 1], 30))
+    # asked for: half B's labels (the data's labels are 20 of each class in order)
+    _, half_b = evaluate.split_halves(60, 0)
+    np.testing.assert_array_equal(saved["labels"], np.tile(np.repeat(np.arange(3), 20)[half_b], 2))
+    # the first row's images, sampled again with the same seed, rounded to the nearest of 256 levels
+    pipe = DDPMCFGPipeline.from_pretrained(setup / "pipe")
+    pipe.scheduler = evaluate.make_sampler("ddim", pipe.scheduler.config)
+    again = evaluate.generate(pipe, torch.from_numpy(saved["labels"][:30]), 30, 1.0, 3, 500, 1)
+    assert np.abs(saved["images"][:30] / 255 - again[:, 0].double().numpy()).max() <= 0.5 / 255 + 1e-6
+    assert report["results"][0]["num_samples"] == 30
+
+
 def test_runs_and_samplers_make_one_table(setup):
     torch.manual_seed(1)
     other = DDPMCFGPipeline(
