@@ -3,12 +3,17 @@ type, variance type, guidance setting, strided schedule and model kind; unsuppor
 """
 
 import logging
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from ddpm_hf import DDPMCFGPipeline, ExtendedDDPMScheduler, make_unet
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from devices import ON_CUDA, TEST_DEVICE  # noqa: E402
 
 T = 20
 
@@ -25,7 +30,7 @@ def tiny_pipeline(prediction_type="epsilon", num_classes=3, multi_label=False, l
     scheduler = ExtendedDDPMScheduler(num_train_timesteps=T, prediction_type=prediction_type, **kw)
     pipe = DDPMCFGPipeline(unet=unet, scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return pipe.to(TEST_DEVICE)
 
 
 def plain_and_compiled(pipe, backend="eager", channels_last=False, **call):
@@ -167,3 +172,19 @@ def test_a_new_guidance_scale_reuses_the_compiled_step():
     pipe.disable_compiled_sampling()
     expected = pipe(guidance_scale=4.0, generator=torch.Generator().manual_seed(2), **call).images
     torch.testing.assert_close(images, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not ON_CUDA, reason="CUDA graphs: run with DDPM_HF_TEST_DEVICE=cuda on a GPU machine")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_cuda_graph_sampling_gives_the_plain_loops_images(dtype):
+    # the default mode, reduce-overhead with inductor: one CUDA graph per step, captured on the first call, replayed
+    pipe = tiny_pipeline().to(dtype)
+    call = {"class_labels": [0, 2, 1], "guidance_scale": 2.5, "num_inference_steps": T, "output_type": "pt"}
+    plain = pipe(generator=torch.Generator().manual_seed(5), **call).images
+    pipe.enable_compiled_sampling()
+    captured, replayed = (pipe(generator=torch.Generator().manual_seed(5), **call).images for _ in range(2))
+    difference = max((captured.float() - plain.float()).abs().max(), (replayed.float() - plain.float()).abs().max())
+    print(f"{dtype}: max |CUDA graph - plain loop| = {difference.item():.2e}")
+    # float32: fused kernels round differently (as the CPU tests' 1e-4); bf16: as test_bfloat16_sampling_stays_in_bf16
+    torch.testing.assert_close(replayed, plain, rtol=0, atol=1e-4 if dtype == torch.float32 else 0.02)
+    torch.testing.assert_close(captured, replayed, rtol=0, atol=0)  # a replay is the capture's own computation

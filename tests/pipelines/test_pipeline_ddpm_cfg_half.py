@@ -20,6 +20,7 @@ from diffusers.models.unets.unet_2d import UNet2DOutput
 from ddpm_hf import DDPMCFGPipeline, ExtendedDDPMScheduler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from devices import TEST_DEVICE  # noqa: E402
 from reference_targets import exact_model_output  # noqa: E402
 
 T, STEPS, SIZE = 1000, 50, 8
@@ -51,19 +52,20 @@ class ExactPointMassUNet(ModelMixin, ConfigMixin):
         t = torch.as_tensor(timestep).long().flatten()[0].item()
         alpha_bar = float(self.alphas_cumprod[t])
         alpha_bar_prev = float(self.alphas_cumprod[t - 1]) if t > 0 else 1.0
-        x_t, x0 = sample.double(), self.clean.expand_as(sample)
+        x_t, x0 = sample.double(), self.clean.to(sample.device).expand_as(sample)
         output = exact_model_output(self.config.prediction_type, x0, x_t, alpha_bar, alpha_bar_prev)
         return UNet2DOutput(sample=output.to(sample.dtype))
 
 
 def sample(prediction_type, dtype):
-    unet = ExactPointMassUNet(prediction_type).to(dtype)
+    unet = ExactPointMassUNet(prediction_type).to(TEST_DEVICE, dtype)
     pipe = DDPMCFGPipeline(unet=unet, scheduler=ExtendedDDPMScheduler(prediction_type=prediction_type))
     pipe.set_progress_bar_config(disable=True)
     images = pipe(
         batch_size=4, num_inference_steps=STEPS, generator=torch.Generator().manual_seed(0), output_type="pt"
     )
-    return images.images.float(), (unet.clean.float() / 2 + 0.5).expand(4, -1, -1, -1)
+    assert images.images.device.type == TEST_DEVICE.type
+    return images.images.float().cpu(), (unet.clean.float() / 2 + 0.5).expand(4, -1, -1, -1)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)

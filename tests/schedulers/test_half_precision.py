@@ -18,6 +18,7 @@ from diffusers import DDPMScheduler
 from ddpm_hf import ExtendedDDPMScheduler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from devices import TEST_DEVICE  # noqa: E402
 from reference_targets import exact_model_output  # noqa: E402
 
 T = 1000
@@ -54,7 +55,7 @@ def perfect_inputs(schedule, prediction_type, t, seed=0):
 
 def step_error(scheduler, xt, output, t, dtype):
     """Max |step in dtype - step in float32|, both from the float32 inputs (rounded to dtype for the first)."""
-    xt32, output32 = xt.float(), output.float()
+    xt32, output32 = xt.float().to(TEST_DEVICE), output.float().to(TEST_DEVICE)
     results = {}
     for run_dtype in (torch.float32, dtype):
         step = scheduler.step(
@@ -64,6 +65,7 @@ def step_error(scheduler, xt, output, t, dtype):
         results[run_dtype] = step
     half, full = results[dtype], results[torch.float32]
     assert torch.isfinite(half.prev_sample).all() and torch.isfinite(half.pred_original_sample).all()
+    assert half.prev_sample.device.type == TEST_DEVICE.type
     return (half.prev_sample.float() - full.prev_sample).abs().max().item()
 
 
@@ -90,7 +92,8 @@ def test_mean_prediction_near_t0_was_the_nan_case(dtype):
     scheduler = ExtendedDDPMScheduler(prediction_type="mean")
     for t in (0, 1):
         xt, output = perfect_inputs("linear", "mean", t)
-        step = scheduler.step(output.to(dtype), t, xt.to(dtype), generator=torch.Generator().manual_seed(0))
+        output, xt = output.to(TEST_DEVICE, dtype), xt.to(TEST_DEVICE, dtype)
+        step = scheduler.step(output, t, xt, generator=torch.Generator().manual_seed(0))
         assert torch.isfinite(step.prev_sample).all() and torch.isfinite(step.pred_original_sample).all()
 
 
@@ -101,7 +104,8 @@ def test_training_helpers_compute_in_float32(dtype, prediction_type):
     rng = np.random.default_rng(1)
     x0 = torch.from_numpy(rng.uniform(-1, 1, (6, 2))).float()
     noise = torch.from_numpy(rng.standard_normal((6, 2))).float()
-    timesteps = torch.tensor([0, 1, 5, 100, 500, 999])
+    x0, noise = x0.to(TEST_DEVICE), noise.to(TEST_DEVICE)
+    timesteps = torch.tensor([0, 1, 5, 100, 500, 999], device=TEST_DEVICE)
     full = scheduler.get_training_target(x0, noise, timesteps)
     half = scheduler.get_training_target(x0.to(dtype), noise.to(dtype), timesteps)
     assert half.dtype == dtype
