@@ -45,6 +45,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ddpm_hf import make_unet
 from ddpm_hf.data import dataset_mode, decode_image, find_image_column, load_image_dataset
+from ddpm_hf.training import read_losses
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = ("diffusers_example", "diffusers_example_tuned", "ddpm_hf")
@@ -202,7 +203,9 @@ def run_ddpm_hf(args, mixed_precision):
         if result.returncode != 0:
             raise RuntimeError(f"train_image.py failed:\n{result.stderr[-3000:]}")
         with open(os.path.join(output_dir, "metrics.json")) as f:
-            return json.load(f)
+            metrics = json.load(f)
+        metrics["losses"] = read_losses(os.path.join(output_dir, "losses.jsonl"))
+        return metrics
 
 
 def training_flops_per_image(args, channels):
@@ -236,7 +239,7 @@ def main(args):
             extra = {
                 key: metrics.get(key)
                 for key in ("first_step_seconds", "images_per_second_after_first_step", "data_preload_seconds",
-                            "speed_settings")
+                            "speed_settings", "losses")
             }  # fmt: skip
         else:
             tuned = case == "diffusers_example_tuned"
@@ -249,6 +252,7 @@ def main(args):
             )
         parameters.add(count)
         images_per_second = args.steps * args.batch_size / seconds
+        print(f"{case}: {seconds:.1f} s, {images_per_second:.1f} images/s", flush=True)  # each case as it ends
         results[case] = {
             "seconds": round(seconds, 3),
             "images_per_second": round(images_per_second, 1),
