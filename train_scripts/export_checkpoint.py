@@ -2,7 +2,8 @@
 
     python train_scripts/export_checkpoint.py --run_dir outputs/cifar10 --checkpoint latest --output_dir outputs/c10
 
-The run may still be training, or may have been stopped at any moment: only complete checkpoints are read.
+The run may still be training, or may have been stopped at any moment: only complete checkpoints of that run are
+read. The pipeline folder appears whole or not at all: it is written beside --output_dir and renamed into place.
 """
 
 import argparse
@@ -10,14 +11,17 @@ import json
 import os
 
 from ddpm_hf.hub import make_run_card
-from ddpm_hf.training import check_output_dir, final_loss, pipeline_from_checkpoint, prepare_output_dir, read_losses
+from ddpm_hf.training import check_output_dir, final_loss, pipeline_from_checkpoint, read_losses, staged_output_dir
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Export a training checkpoint as a pipeline folder.")
     parser.add_argument("--run_dir", type=str, required=True, help="The output_dir of a train_image.py run.")
     parser.add_argument(
-        "--checkpoint", type=str, default="latest", help="'latest', a checkpoint-N name, or a checkpoint folder."
+        "--checkpoint",
+        type=str,
+        default="latest",
+        help="'latest', a checkpoint-N name, or a checkpoint folder of the run (another run's is refused).",
     )
     parser.add_argument("--output_dir", type=str, required=True, help="The new pipeline folder (missing or empty).")
     parser.add_argument(
@@ -35,8 +39,6 @@ def parse_args(argv=None):
 
 def main(args):
     step, pipeline = pipeline_from_checkpoint(args.run_dir, args.checkpoint, use_ema=args.use_ema)
-    prepare_output_dir(args.output_dir, data_paths=(args.run_dir,), script="export_checkpoint.py")
-    pipeline.save_pretrained(args.output_dir)
     with open(os.path.join(args.run_dir, "run_config.json")) as f:
         run = json.load(f)
     losses = read_losses(os.path.join(args.run_dir, "losses.jsonl"), up_to_step=step)
@@ -47,9 +49,9 @@ def main(args):
         "mixed_precision": run["mixed_precision"],
         "num_classes": pipeline.num_classes,
     }
-    make_run_card(args.output_dir, run, metrics, repo_id=args.output_dir).save(
-        os.path.join(args.output_dir, "README.md")
-    )
+    with staged_output_dir(args.output_dir, data_paths=(args.run_dir,), script="export_checkpoint.py") as staging:
+        pipeline.save_pretrained(staging)
+        make_run_card(staging, run, metrics, repo_id=args.output_dir).save(os.path.join(staging, "README.md"))
     print(f"Exported step {step} of {args.run_dir} to {args.output_dir}")
 
 

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from ddpm_hf.data import RESIZE_MODES, load_image_tensors
 from ddpm_hf.metrics import multi_label_accuracy, single_label_accuracy
 from ddpm_hf.models import ImageClassifier
-from ddpm_hf.training import check_output_dir, prepare_output_dir
+from ddpm_hf.training import check_output_dir, staged_output_dir
 
 
 def build_parser():
@@ -254,10 +254,11 @@ def main(args):
             "max_blur": args.max_blur,
             "train_seconds": round(time.time() - start, 1),
         }
-        prepare_output_dir(args.output_dir, args.overwrite_output_dir, data_paths(args))
-        model.save_pretrained(args.output_dir)
-        with open(os.path.join(args.output_dir, "metrics.json"), "w") as f:
-            json.dump(metrics, f, indent=2)
+        # written beside output_dir and moved into place whole, holding output_dir against other writers
+        with staged_output_dir(args.output_dir, args.overwrite_output_dir, data_paths(args)) as staging:
+            model.save_pretrained(staging)
+            with open(os.path.join(staging, "metrics.json"), "w") as f:
+                json.dump(metrics, f, indent=2)
         print(f"validation accuracy {metrics['validation_accuracy']:.4f} on {len(validation_index)} held-out images")
         if test:
             print(f"test accuracy {metrics['test_accuracy']:.4f} on {metrics['num_test']} images")

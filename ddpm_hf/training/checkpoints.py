@@ -6,7 +6,9 @@ A checkpoint folder `checkpoint-<step>` holds what `accelerator.save_state` writ
 optimizer, data sampler and random states as torch files, which accelerate reads back with `torch.load(...,
 weights_only=True)`: see `load_accelerator_state` in accelerate/checkpointing.py, whose `load` helper sets it), the
 script's own states (LR scheduler, EMA weights, training noise generator) as safetensors + JSON under
-`training_states/`, and `CHECKPOINT_MANIFEST`, the size of every file, written last. States registered with
+`training_states/`, and `CHECKPOINT_MANIFEST`, the size of every file and the id of the run that wrote it, written
+last. A run resumes (and export_checkpoint.py exports) only its own checkpoints: those in its checkpoints folder whose
+manifest records its run id, or no id (checkpoints written before runs had ids). States registered with
 `accelerator.register_for_checkpointing` are not used: accelerate stores them as `custom_checkpoint_<i>.pkl` and
 reads them with `weights_only=False`, so a replaced file would run code on resume.
 """
@@ -21,6 +23,7 @@ import zipfile
 from accelerate.utils import load as accelerate_load
 from safetensors import safe_open
 
+from .disk_full import DiskFullError, naming_a_full_disk
 from .state_files import load_state_files, read_state_json, save_state_files
 
 logger = logging.getLogger(__name__)
@@ -125,33 +128,86 @@ def verify_checkpoint(path: str) -> None:
         raise ValueError(f"Checkpoint {path} cannot be resumed: {problem}.")
 
 
-def resolve_checkpoint(checkpoints_dir: str, resume_from_checkpoint: str) -> tuple[int, str] | None:
+def _manifest_run(path: str) -> tuple[str | None, str | None]:
+    """(run id, run folder) recorded in the manifest of checkpoint `path`; None for what it does not record."""
+    try:
+        with open(os.path.join(path, CHECKPOINT_MANIFEST)) as f:
+            manifest = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None, None
+    if not isinstance(manifest, dict):
+        return None, None
+    run_id, run_dir = manifest.get("run_id"), manifest.get("run_dir")
+    return (run_id if isinstance(run_id, str) else None), (run_dir if isinstance(run_dir, str) else None)
+
+
+def other_run_problem(path: str, checkpoints_dir: str, run_id: str | None = None) -> str | None:
     """
-    The checkpoint to resume from, verified (`find_checkpoint_problem`) before it is chosen.
+    Why the checkpoint folder `path` is not one of the run whose checkpoints folder is `checkpoints_dir` and whose id
+    is `run_id`, or None when it is: it lies elsewhere (links resolved), or its manifest records another run id. A
+    checkpoint without a run id (written before runs had ids) in `checkpoints_dir` is the run's own.
+    """
+    saved_id, saved_dir = _manifest_run(path)
+    parent = os.path.dirname(os.path.realpath(path))
+    if parent != os.path.realpath(checkpoints_dir):
+        owner = os.path.dirname(parent) if os.path.basename(parent) == "checkpoints" else parent
+    elif run_id is not None and saved_id is not None and saved_id != run_id:
+        owner = saved_dir or "another folder"
+    else:
+        return None
+    return f"it belongs to the run in {owner}" + (f" (run id {saved_id})" if saved_id else "")
+
+
+def check_checkpoint_of_run(path: str, checkpoints_dir: str, run_id: str | None = None) -> None:
+    """
+    Raise a `ValueError` naming the checkpoint, the run it belongs to and how to start from other weights when
+    `other_run_problem` finds it is not this run's.
+    """
+    problem = other_run_problem(path, checkpoints_dir, run_id)
+    if problem is None:
+        return
+    this_run = os.path.dirname(os.path.normpath(checkpoints_dir)) or "."
+    raise ValueError(
+        f"Checkpoint {path} is not one of this run's ({this_run}): {problem}. A run resumes and exports only its own "
+        f"checkpoints (those in {checkpoints_dir}); to export that one, give its run's folder as --run_dir, and to "
+        "train from its weights, export it, then start a new run with train_image.py --pretrained_model_name_or_path "
+        "EXPORTED_FOLDER in another output_dir."
+    )
+
+
+def resolve_checkpoint(
+    checkpoints_dir: str, resume_from_checkpoint: str, run_id: str | None = None
+) -> tuple[int, str] | None:
+    """
+    The checkpoint to resume from, checked to be this run's (`other_run_problem`) and verified
+    (`find_checkpoint_problem`) before it is chosen.
 
     Args:
         checkpoints_dir (`str`): The run's checkpoints folder.
-        resume_from_checkpoint (`str`): `"latest"`: the newest complete checkpoint that verifies; a newer damaged one
-            is skipped with a logged warning naming both (None when there is no checkpoint yet). Or a path or a
-            `checkpoint-N` name in `checkpoints_dir`.
+        resume_from_checkpoint (`str`): `"latest"`: the newest complete checkpoint of the run that verifies; a newer
+            damaged one, or one of another run, is skipped with a logged warning naming both (None when there is no
+            checkpoint yet). Or a `checkpoint-N` name or a path in `checkpoints_dir`.
+        run_id (`str`, *optional*): The run's id (`read_run_id`); checkpoints whose manifest records another one are
+            refused. Without it, only where the checkpoint lies is checked.
 
     Returns:
         `tuple[int, str]` or `None`: (step, path).
 
     Raises:
-        `ValueError`: For a name that is not a checkpoint folder, a damaged checkpoint asked for by name, or when no
-            checkpoint verifies; the message names each damaged checkpoint and file and the complete ones that verify.
+        `ValueError`: For a name that is not a checkpoint folder, a checkpoint of another run (naming that run), a
+            damaged checkpoint asked for by name, or when no checkpoint verifies; the message names each damaged
+            checkpoint and file and the complete ones that verify.
     """
     if resume_from_checkpoint == "latest":
         checkpoints = list_checkpoints(checkpoints_dir)
         damaged = []
         for step, path in reversed(checkpoints):
-            problem = find_checkpoint_problem(path)
+            problem = other_run_problem(path, checkpoints_dir, run_id) or find_checkpoint_problem(path)
             if problem is None:
                 for damaged_path, damaged_problem in damaged:
                     logger.warning(
-                        f"Checkpoint {damaged_path} is damaged ({damaged_problem}); resuming from {path}, the newest "
-                        "complete checkpoint that verifies."
+                        f"Checkpoint {damaged_path} cannot be resumed ({damaged_problem}); resuming from {path}, the "
+                        "newest complete checkpoint of this run that verifies."
                     )
                 return step, path
             damaged.append((path, problem))
@@ -162,9 +218,8 @@ def resolve_checkpoint(checkpoints_dir: str, resume_from_checkpoint: str) -> tup
                 "output_dir."
             )
         return None
-    path = resume_from_checkpoint
-    if not os.path.isdir(path):
-        path = os.path.join(checkpoints_dir, resume_from_checkpoint)
+    in_run = os.path.join(checkpoints_dir, resume_from_checkpoint)
+    path = in_run if os.path.isdir(in_run) else resume_from_checkpoint  # a name in the run first
     match = CHECKPOINT_PATTERN.match(os.path.basename(os.path.normpath(path)))
     if not os.path.isdir(path) or match is None:
         available = [os.path.basename(p) for _, p in list_checkpoints(checkpoints_dir)]
@@ -172,6 +227,7 @@ def resolve_checkpoint(checkpoints_dir: str, resume_from_checkpoint: str) -> tup
             f"--resume_from_checkpoint {resume_from_checkpoint!r} is not a checkpoint folder; use 'latest' or one of "
             f"{available}."
         )
+    check_checkpoint_of_run(path, checkpoints_dir, run_id)
     problem = find_checkpoint_problem(path)
     if problem is not None:
         checkpoints_dir = os.path.dirname(os.path.normpath(path))
@@ -194,6 +250,7 @@ def save_checkpoint(
     total_limit: int | None = None,
     states: dict | None = None,
     process_states: dict | None = None,
+    run_id: str | None = None,
 ) -> str:
     """
     Save a checkpoint: `accelerator.save_state` into a temporary folder, then `states` and `process_states` as
@@ -212,9 +269,15 @@ def save_checkpoint(
             saves it. Entries whose object is None are left out.
         process_states (`dict[str, object]`, *optional*): The same for states that differ between processes (each
             process's `TrainingRNG`); every process saves its own.
+        run_id (`str`, *optional*): The id of the run (`read_run_id`), recorded in the manifest so that no other run
+            takes the checkpoint for its own.
 
     Returns:
         `str`: The checkpoint's path.
+
+    Raises:
+        `DiskFullError`: When the disk fills up, naming the checkpoint being written and the space left; the
+            half-written checkpoint is deleted and the earlier ones stay.
     """
     if getattr(accelerator, "_custom_objects", None):
         raise ValueError(
@@ -225,11 +288,31 @@ def save_checkpoint(
     process_states = {name: obj for name, obj in (process_states or {}).items() if obj is not None}
     final_path = os.path.join(checkpoints_dir, f"checkpoint-{step}")
     temporary_path = os.path.join(checkpoints_dir, f"tmp-checkpoint-{step}")
-    states_folder = os.path.join(temporary_path, STATES_FOLDER)
     if accelerator.is_main_process:
         os.makedirs(checkpoints_dir, exist_ok=True)
         shutil.rmtree(temporary_path, ignore_errors=True)
     accelerator.wait_for_everyone()
+    kept = f"the half-written checkpoint is deleted, and the earlier checkpoints in {checkpoints_dir} stay"
+    try:
+        with naming_a_full_disk(temporary_path, kept=kept):
+            _write_checkpoint(accelerator, temporary_path, step, states, process_states, run_id)
+    except DiskFullError:
+        shutil.rmtree(temporary_path, ignore_errors=True)  # frees what it took
+        raise
+    if accelerator.is_main_process:
+        shutil.rmtree(final_path, ignore_errors=True)
+        os.replace(temporary_path, final_path)
+        if total_limit is not None:
+            checkpoints = [(saved, path) for saved, path in list_checkpoints(checkpoints_dir) if saved <= step]
+            for _, old_path in checkpoints[: max(len(checkpoints) - max(total_limit, 1), 0)]:
+                shutil.rmtree(old_path)
+    accelerator.wait_for_everyone()
+    return final_path
+
+
+def _write_checkpoint(accelerator, temporary_path, step, states, process_states, run_id) -> None:
+    """The checkpoint's files in `temporary_path`, the manifest last (every process)."""
+    states_folder = os.path.join(temporary_path, STATES_FOLDER)
     accelerator.save_state(temporary_path)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -247,6 +330,8 @@ def save_checkpoint(
         manifest = {
             "format": CHECKPOINT_FORMAT,
             "step": step,
+            "run_id": run_id,
+            "run_dir": os.path.dirname(os.path.dirname(os.path.abspath(temporary_path))),
             "num_processes": accelerator.num_processes,
             "states": sorted(states),
             "process_states": sorted(process_states),
@@ -254,14 +339,6 @@ def save_checkpoint(
         }
         with open(os.path.join(temporary_path, CHECKPOINT_MANIFEST), "w") as f:
             json.dump(manifest, f, indent=2)
-        shutil.rmtree(final_path, ignore_errors=True)
-        os.replace(temporary_path, final_path)
-        if total_limit is not None:
-            checkpoints = [(saved, path) for saved, path in list_checkpoints(checkpoints_dir) if saved <= step]
-            for _, old_path in checkpoints[: max(len(checkpoints) - max(total_limit, 1), 0)]:
-                shutil.rmtree(old_path)
-    accelerator.wait_for_everyone()
-    return final_path
 
 
 def load_checkpoint(accelerator, path: str, states: dict | None = None, process_states: dict | None = None) -> None:

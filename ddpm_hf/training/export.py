@@ -10,6 +10,7 @@ from ..models.pretrained import UNET_CLASSES
 from ..pipelines import DDPMCFGPipeline
 from ..schedulers import ExtendedDDPMScheduler
 from .checkpoints import STATES_FOLDER, resolve_checkpoint
+from .output_dir import read_run_id
 from .state_files import load_state_files
 
 # Written by train_image.py when a run starts: what the pipeline of the run is made of, so that any checkpoint can
@@ -37,7 +38,8 @@ def pipeline_from_checkpoint(
 
     Args:
         run_dir (`str`): A train_image.py output folder (it holds pipeline_config.json and checkpoints/).
-        checkpoint (`str`, defaults to `"latest"`): `"latest"`, a `checkpoint-N` name or a checkpoint folder.
+        checkpoint (`str`, defaults to `"latest"`): `"latest"`, a `checkpoint-N` name or a checkpoint folder of this
+            run (a checkpoint of another run is refused, naming that run: see `check_checkpoint_of_run`).
         use_ema (`bool`, defaults to `True`): Take the EMA weights when the checkpoint has them (as the run's own
             saves do); False takes the trained weights themselves.
 
@@ -47,7 +49,7 @@ def pipeline_from_checkpoint(
     config_path = os.path.join(run_dir, PIPELINE_CONFIG)
     if not os.path.isfile(config_path):
         raise ValueError(f"{run_dir} holds no {PIPELINE_CONFIG}: give the output_dir of a train_image.py run.")
-    found = resolve_checkpoint(os.path.join(run_dir, "checkpoints"), checkpoint)
+    found = resolve_checkpoint(os.path.join(run_dir, "checkpoints"), checkpoint, run_id=read_run_id(run_dir))
     if found is None:
         raise ValueError(f"{run_dir} holds no checkpoint yet.")
     step, path = found  # verified by resolve_checkpoint

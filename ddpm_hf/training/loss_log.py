@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import torch
 
+from .disk_full import naming_a_full_disk
+
 
 class DeferredLossLog:
     """
@@ -64,8 +66,9 @@ class DeferredLossLog:
             for record in records:
                 self.accelerator.log(record, step=record["step"])
         if self.accelerator.is_main_process and records:
-            with open(self.losses_path, "a") as f:
-                f.writelines(json.dumps(record) + "\n" for record in records)
+            with naming_a_full_disk(self.losses_path, kept="the checkpoints written so far are kept"):
+                with open(self.losses_path, "a") as f:
+                    f.writelines(json.dumps(record) + "\n" for record in records)
         if bad is not None:  # the finite steps before it are logged; the run stops here
             raise RuntimeError(self.non_finite_message(*bad))
         return records[-1]

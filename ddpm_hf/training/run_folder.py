@@ -5,32 +5,62 @@ import shutil
 import tempfile
 from collections.abc import Callable
 
+from .disk_full import naming_a_full_disk
+from .folder_swap import OLD_PREFIX, recover_replaced_folders, replace_folder
+
+STAGING_PREFIX = ".pipeline-"
+
+
+def clean_run_folder(output_dir: str) -> list[str]:
+    """
+    Undo what a save killed half-way left in `output_dir`: move back each component folder set aside and not yet
+    replaced (`recover_replaced_folders`), then delete the left-over `.old-*` and `.pipeline-*` staging folders. Call
+    only while holding the folder (`lock_run_folder`): a live save of another process would lose its staging folder.
+
+    Returns:
+        `list[str]`: The component folders moved back into place.
+    """
+    restored = recover_replaced_folders(output_dir)
+    if os.path.isdir(output_dir):
+        for entry in os.listdir(output_dir):
+            path = os.path.join(output_dir, entry)
+            if entry.startswith((STAGING_PREFIX, OLD_PREFIX)) and os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+    return restored
+
 
 def save_pipeline_folder(pipeline, output_dir: str, write_extras: Callable[[str], None] | None = None) -> None:
     """
     `pipeline.save_pretrained` into `output_dir`, which may already hold an earlier save and the run's other files.
+
     The pipeline, and what `write_extras(staging_folder)` adds beside it (a model card, metrics), is written to a
-    staging folder inside `output_dir` first; then each file and component folder replaces the old one by a rename,
-    model_index.json last, so a run killed at any moment leaves every component whole (an older or a newer one) and
-    `from_pretrained` can load the folder.
+    staging folder inside `output_dir` first. Then each component folder replaces the old one in one atomic exchange
+    (`replace_folder`) and each file by a rename, model_index.json last: a run killed at any instant leaves every
+    component whole (the older or the newer one), and a first save killed before model_index.json leaves a folder
+    that `from_pretrained` refuses naming model_index.json. Left-overs of a save killed earlier are cleaned first
+    (`clean_run_folder`). When the disk fills up, a `DiskFullError` names the file being written and the space left,
+    and the earlier save stays as it was. Call while holding the folder (`lock_run_folder`).
+
+    Args:
+        pipeline (`diffusers.DiffusionPipeline`): The pipeline to save.
+        output_dir (`str`): The run folder.
+        write_extras (`Callable[[str], None]`, *optional*): Writes more files into the staging folder it is given.
     """
     os.makedirs(output_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".pipeline-", dir=output_dir)
+    clean_run_folder(output_dir)
+    staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir)
+    kept = f"the pipeline saved before in {output_dir}, if any, is kept whole"
     try:
-        pipeline.save_pretrained(staging)
-        if write_extras is not None:
-            write_extras(staging)
-        for name in sorted(os.listdir(staging), key=lambda entry: entry == "model_index.json"):  # the index last
-            source, target = os.path.join(staging, name), os.path.join(output_dir, name)
-            if os.path.isdir(source):
-                old = None
-                if os.path.isdir(target):
-                    old = tempfile.mkdtemp(prefix=f".old-{name}-", dir=output_dir)
-                    os.replace(target, os.path.join(old, name))
-                os.replace(source, target)
-                if old is not None:
-                    shutil.rmtree(old)
-            else:
-                os.replace(source, target)
+        with naming_a_full_disk(staging, kept=kept):
+            pipeline.save_pretrained(staging)
+            if write_extras is not None:
+                write_extras(staging)
+        with naming_a_full_disk(output_dir, kept=kept):
+            for name in sorted(os.listdir(staging), key=lambda entry: entry == "model_index.json"):  # the index last
+                source, target = os.path.join(staging, name), os.path.join(output_dir, name)
+                if os.path.isdir(source):
+                    replace_folder(source, target)
+                else:
+                    os.replace(source, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

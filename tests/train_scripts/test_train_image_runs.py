@@ -166,6 +166,73 @@ def test_a_damaged_latest_checkpoint_is_named_and_the_older_one_used(finished_ru
     )
 
 
+# Takes the lock of the run folder given as its argument, says so, and holds it until killed: another writer.
+HOLDER = """
+import sys, time
+from ddpm_hf.training import lock_run_folder
+lock = lock_run_folder(sys.argv[1], script="holder.py")
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_writer_is_refused_naming_the_first_until_it_is_killed(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    resume = ["--dataset_name", "digits", *TINY, "--output_dir", str(run), "--resume_from_checkpoint", "latest"]
+    args = train_image.parse_args([*resume, "--max_train_steps", "6"])  # checked while the folder was free
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        before = files_of(run)
+        for refused in (lambda: train_image.parse_args(resume), lambda: train_image.main(args)):
+            with pytest.raises(ValueError, match=f"is in use by holder.py \\(PID {holder.pid} on host "):
+                refused()
+        assert files_of(run) == before  # no loss row, config, checkpoint or pipeline written
+    finally:
+        holder.kill()  # SIGKILL: its lock file stays, and the kernel frees the lock
+        holder.wait(timeout=60)
+        holder.stdout.close()
+    train_image.main(args)
+    assert [json.loads(line)["step"] for line in (run / "losses.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
+    assert not (run / ".ddpm_hf_lock").exists()
+
+
+def test_another_runs_checkpoint_is_refused_for_resuming_and_exporting(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    other = tmp_path / "other"
+    train_image.main(train_image.parse_args(["--dataset_name", "digits", *TINY, "--output_dir", str(other)]))
+    foreign = other / "checkpoints" / "checkpoint-2"
+    before = files_of(run)
+    resume = ["--dataset_name", "digits", *TINY, "--output_dir", str(run), "--resume_from_checkpoint", str(foreign)]
+    with pytest.raises(ValueError) as error:
+        train_image.parse_args(resume)
+    message = str(error.value)
+    assert f"Checkpoint {foreign} is not one of this run's ({run})" in message
+    assert f"it belongs to the run in {other} (run id " in message and "--pretrained_model_name_or_path" in message
+    export = ["--run_dir", str(run), "--checkpoint", str(foreign), "--output_dir", str(tmp_path / "exported")]
+    with pytest.raises(ValueError, match=f"it belongs to the run in {other} "):
+        export_checkpoint.main(export_checkpoint.parse_args(export))
+    assert files_of(run) == before and not (tmp_path / "exported").exists()
+    assert sorted(os.listdir(tmp_path)) == ["other", "run"]  # no staging folder either
+
+
+def test_a_run_from_before_run_ids_still_resumes_and_exports_its_own_checkpoints(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    for path in [run / ".ddpm_hf_run.json", *(run / "checkpoints").glob("*/ddpm_hf_checkpoint.json")]:
+        content = json.loads(path.read_text())
+        content.pop("run_id"), content.pop("run_dir", None)
+        path.write_text(json.dumps(content))
+    export = ["--run_dir", str(run), "--checkpoint", "checkpoint-2", "--output_dir", str(tmp_path / "step2")]
+    export_checkpoint.main(export_checkpoint.parse_args(export))
+    assert DDPMCFGPipeline.from_pretrained(tmp_path / "step2").num_classes == 10
+    (run / "metrics.json").unlink()  # stopped before its end
+    resume = ["--dataset_name", "digits", *TINY, "--output_dir", str(run), "--resume_from_checkpoint", "checkpoint-2"]
+    train_image.main(train_image.parse_args(resume))
+    run_id = json.loads((run / ".ddpm_hf_run.json").read_text())["run_id"]  # given one when resumed
+    manifest = json.loads((run / "checkpoints" / "checkpoint-4" / "ddpm_hf_checkpoint.json").read_text())
+    assert manifest["run_id"] == run_id and manifest["step"] == 4
+
+
 # ---------- export, fine-tuning, saves during training, trackers ----------
 
 

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import pickle
+import shutil
 import zipfile
 
 import numpy as np
@@ -15,6 +16,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 
 from ddpm_hf.training import (
+    DiskFullError,
     TrainingRNG,
     find_checkpoint_problem,
     list_checkpoints,
@@ -54,18 +56,20 @@ class Training:
         self.ema.step(self.model.parameters())
         return loss.item()
 
-    def save(self, checkpoints_dir, step, total_limit=None):
-        return save_checkpoint(self.accelerator, str(checkpoints_dir), step, total_limit, **self.states())
+    def save(self, checkpoints_dir, step, total_limit=None, run_id=None):
+        return save_checkpoint(
+            self.accelerator, str(checkpoints_dir), step, total_limit, **self.states(), run_id=run_id
+        )
 
 
-def train_and_save(checkpoints_dir, steps=(2, 4)):
+def train_and_save(checkpoints_dir, steps=(2, 4), run_id=None):
     run = Training(seed=0)
     done = 0
     for step in steps:
         while done < step:
             run.step()
             done += 1
-        run.save(checkpoints_dir, step)
+        run.save(checkpoints_dir, step, run_id=run_id)
     return run
 
 
@@ -221,3 +225,66 @@ def test_loaded_tensors_go_to_the_device_of_those_they_replace_and_keep_their_sh
         load_state_files(str(tmp_path), "ema", like={"shadow_params": [torch.empty(3, 2)]})
     with pytest.raises(TypeError, match=r"State 'bad': step is of type int64"):
         save_state_files({"step": np.int64(3)}, str(tmp_path), "bad")
+
+
+RUN_A, RUN_B = "a" * 32, "b" * 32
+
+
+def test_a_checkpoint_of_another_run_is_refused_naming_that_run(tmp_path, caplog):
+    mine, other = tmp_path / "mine" / "checkpoints", tmp_path / "other" / "checkpoints"
+    train_and_save(mine, run_id=RUN_A)
+    train_and_save(other, run_id=RUN_B)
+    foreign = str(other / "checkpoint-2")
+    for run_id in (RUN_A, None):  # by where it lies, whatever the ids say
+        with pytest.raises(ValueError) as error:
+            resolve_checkpoint(str(mine), foreign, run_id=run_id)
+        message = str(error.value)
+        assert f"Checkpoint {foreign} is not one of this run's ({tmp_path / 'mine'})" in message
+        assert f"it belongs to the run in {tmp_path / 'other'} (run id {RUN_B})" in message
+        assert "--run_dir" in message and "--pretrained_model_name_or_path" in message
+    # copied into this run's folder: its manifest names the other run
+    shutil.copytree(other / "checkpoint-4", mine / "checkpoint-6")
+    with pytest.raises(ValueError, match=rf"belongs to the run in {tmp_path / 'other'} \(run id {RUN_B}\)"):
+        resolve_checkpoint(str(mine), "checkpoint-6", run_id=RUN_A)
+    with caplog.at_level(logging.WARNING, logger="ddpm_hf.training.checkpoints"):
+        assert resolve_checkpoint(str(mine), "latest", run_id=RUN_A) == (4, str(mine / "checkpoint-4"))
+    assert "checkpoint-6 cannot be resumed (it belongs to the run in" in caplog.text
+
+
+def test_a_checkpoint_written_before_run_ids_still_resumes_from_its_own_run(tmp_path):
+    mine, other = tmp_path / "mine" / "checkpoints", tmp_path / "other" / "checkpoints"
+    train_and_save(mine)
+    train_and_save(other)
+    for path in [*mine.iterdir(), *other.iterdir()]:  # manifests as an older version wrote them: no run id
+        manifest = json.loads((path / "ddpm_hf_checkpoint.json").read_text())
+        del manifest["run_id"], manifest["run_dir"]
+        (path / "ddpm_hf_checkpoint.json").write_text(json.dumps(manifest))
+    assert resolve_checkpoint(str(mine), "latest", run_id=RUN_A) == (4, str(mine / "checkpoint-4"))
+    assert resolve_checkpoint(str(mine), "checkpoint-2", run_id=RUN_A) == (2, str(mine / "checkpoint-2"))
+    assert resolve_checkpoint(str(mine), str(mine / "checkpoint-2")) == (2, str(mine / "checkpoint-2"))
+    with pytest.raises(ValueError) as error:  # another run's, even without ids: it lies in another run's folder
+        resolve_checkpoint(str(mine), str(other / "checkpoint-2"), run_id=RUN_A)
+    assert f"it belongs to the run in {tmp_path / 'other'}. A run resumes" in str(error.value)
+
+
+def test_a_full_disk_during_a_checkpoint_save_is_named_and_the_earlier_checkpoints_stay(tmp_path):
+    run = train_and_save(tmp_path, steps=(2,))
+    save_state = run.accelerator.save_state
+
+    def fill_the_disk(output_dir, **kwargs):
+        save_state(output_dir, **kwargs)
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file data/0"
+        )
+
+    run.accelerator.save_state = fill_the_disk
+    with pytest.raises(DiskFullError) as error:
+        run.save(tmp_path, 4)
+    message = str(error.value)
+    assert f"The disk is full: writing {tmp_path / 'tmp-checkpoint-4'} (last file written: " in message
+    assert (
+        "the half-written checkpoint is deleted, and the earlier checkpoints" in message
+        and "left on its disk" in message
+    )
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-2"]
+    assert resolve_checkpoint(str(tmp_path), "latest") == (2, str(tmp_path / "checkpoint-2"))
