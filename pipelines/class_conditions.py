@@ -11,6 +11,82 @@ import torch
 from .input_checks import is_integer, short_repr
 
 
+def check_class_names(names, source: str) -> None:
+    """
+    Refuse class names that cannot each be picked by name: a name that is not text, an empty or whitespace-only one
+    (it would read as no class at all), or one given to two classes (it would pick only one of them).
+
+    Args:
+        names (`list`): Class names in id order.
+        source (`str`): Where the names come from, for the message (e.g. "id2label of this pipeline").
+    """
+    first_id = {}
+    for index, name in enumerate(names):
+        if not isinstance(name, str):
+            raise ValueError(f"{source}: the name of class {index} is {short_repr(name)}; class names are text.")
+        if not name.strip():
+            raise ValueError(
+                f"{source}: the name of class {index} is {name!r}; each class needs a name that is not empty or only "
+                "spaces (an empty name reads as no class)."
+            )
+        if name in first_id:
+            raise ValueError(
+                f"{source}: the name {short_repr(name)} is given to classes {first_id[name]} and {index}; each class "
+                "needs its own name."
+            )
+        first_id[name] = index
+
+
+def describe_classes(num_classes: int | None, multi_label: bool) -> str:
+    """What a U-Net takes, in words, with the config value it comes from."""
+    if num_classes is None:
+        return "an unconditional U-Net (num_class_embeds is None)"
+    if multi_label:
+        return f"a U-Net of {num_classes} labels (num_labels = {num_classes})"
+    return f"a U-Net of {num_classes} classes (num_class_embeds = {num_classes + 1}: the classes and the null class)"
+
+
+def check_id2label(id2label, num_classes: int | None, multi_label: bool) -> dict[int, str] | None:
+    """
+    `id2label` (class names by id, as model_index.json stores them: keys may be digit strings) checked against the
+    U-Net it names: ids exactly 0..K-1 for a U-Net of K classes (or labels), each name text that is not empty and
+    given once; none for an unconditional U-Net. Returns the names by int id, or None when none are given.
+
+    Args:
+        id2label (`dict`, *optional*): Class names by id.
+        num_classes (`int`, *optional*): K, from the U-Net's config; None for an unconditional U-Net.
+        multi_label (`bool`): Whether the U-Net takes multi-hot conditions.
+    """
+    if not id2label:
+        return None
+    if not isinstance(id2label, dict):
+        raise ValueError(f"id2label must map class ids to names, got {type(id2label).__name__}.")
+    unet = describe_classes(num_classes, multi_label)
+    if num_classes is None:
+        raise ValueError(f"id2label names {len(id2label)} class(es), but this is {unet}; give no id2label for it.")
+    names_by_id = {}
+    for key, name in id2label.items():
+        text = str(key)
+        if isinstance(key, bool) or not (is_integer(key) or (isinstance(key, str) and text.isdigit())):
+            raise ValueError(f"id2label key {short_repr(key)} is not a class id; ids are 0..{num_classes - 1}.")
+        if int(key) in names_by_id:
+            raise ValueError(f"id2label gives id {int(key)} twice (key {short_repr(key)}); give each id once.")
+        names_by_id[int(key)] = name
+    missing = sorted(set(range(num_classes)) - set(names_by_id))
+    extra = sorted(set(names_by_id) - set(range(num_classes)))
+    if missing or extra:
+        problems = ([f"no name for id(s) {missing[:10]}"] if missing else []) + (
+            [f"names for id(s) {extra[:10]} that do not exist"] if extra else []
+        )
+        raise ValueError(
+            f"id2label holds {len(names_by_id)} name(s) and this is {unet}: {' and '.join(problems)}. Give one name "
+            f"for each id 0..{num_classes - 1}."
+        )
+    names = [names_by_id[index] for index in range(num_classes)]
+    check_class_names(names, "id2label")
+    return {index: str(name) for index, name in enumerate(names)}  # numpy strings become plain ones
+
+
 def null_conditions(batch_size: int, num_classes: int, multi_label: bool) -> torch.Tensor:
     """The null condition of classifier-free guidance for `batch_size` images: class id K, or an all-zero row."""
     if multi_label:

@@ -14,15 +14,19 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
 
-from .class_conditions import encode_class_labels, null_conditions
+from .class_conditions import check_id2label, encode_class_labels, null_conditions
 from .compiled_sampling import CompiledSampler, check_compiled_sampling_support, compile_denoising_step
 from .input_checks import (
+    callback_sample,
     check_batch_size,
+    check_callback,
     check_finite,
     check_generator,
     check_num_inference_steps,
     check_output_type,
     check_scheduler_can_step,
+    check_unet_output_channels,
+    image_size,
 )
 from .portable_folder import PortableFolderMixin
 
@@ -52,9 +56,10 @@ class DDPMCFGPipeline(PortableFolderMixin, DiffusionPipeline):
     `trust_remote_code=True` (`PortableFolderMixin`).
 
     Args:
-        unet (`UNet2DModel`): The noise network.
+        unet (`UNet2DModel`): The noise network; its `sample_size` (one side, or [height, width]) is the image size.
         scheduler: `ddpm_hf.ExtendedDDPMScheduler` or any diffusers scheduler made with `from_config`.
-        id2label (`dict[int, str]`, *optional*): Class names by id, saved in model_index.json.
+        id2label (`dict[int, str]`, *optional*): Class names by id, saved in model_index.json: one name for each id
+            0..K-1 of the U-Net's K classes (labels), each given once and not empty; none for an unconditional U-Net.
     """
 
     model_cpu_offload_seq = "unet"
@@ -63,8 +68,11 @@ class DDPMCFGPipeline(PortableFolderMixin, DiffusionPipeline):
     def __init__(self, unet, scheduler, id2label: dict | None = None):
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler)
-        id2label = {int(key): str(value) for key, value in id2label.items()} if id2label else None
-        self.register_to_config(id2label=id2label)
+        if unet is not None:  # checked against the U-Net it describes: a hand-edited model_index.json is refused here
+            image_size(unet.config.sample_size)
+            check_unet_output_channels(unet.config)
+            id2label = check_id2label(id2label, self.num_classes, self.is_multi_label)
+        self.register_to_config(id2label=id2label or None)
         self._compiled_step = None
 
     @property
@@ -134,7 +142,16 @@ class DDPMCFGPipeline(PortableFolderMixin, DiffusionPipeline):
         conditional, unconditional = model_output.chunk(2)
         return unconditional + guidance_scale * (conditional - unconditional)
 
-    def check_inputs(self, batch_size, num_inference_steps, guidance_scale, output_type, generator=None):
+    def check_inputs(
+        self,
+        batch_size,
+        num_inference_steps,
+        guidance_scale,
+        output_type,
+        generator=None,
+        callback_on_step_end=None,
+        callback_on_step_end_tensor_inputs=None,
+    ):
         check_batch_size(batch_size)
         check_num_inference_steps(num_inference_steps, self.scheduler.config.num_train_timesteps)
         if not isinstance(guidance_scale, (int, float)) or isinstance(guidance_scale, bool):
@@ -144,6 +161,7 @@ class DDPMCFGPipeline(PortableFolderMixin, DiffusionPipeline):
         check_output_type(output_type, OUTPUT_TYPES)
         check_generator(generator, batch_size)
         check_scheduler_can_step(self.scheduler)
+        check_callback(callback_on_step_end, callback_on_step_end_tensor_inputs, self._callback_tensor_inputs)
 
     @torch.no_grad()
     def __call__(
@@ -173,8 +191,9 @@ class DDPMCFGPipeline(PortableFolderMixin, DiffusionPipeline):
             return_dict (`bool`, defaults to `True`): Return a [`DDPMCFGPipelineOutput`] instead of a tuple.
             callback_on_step_end (`Callable`, *optional*): Called as `callback(pipe, step_index, timestep,
                 callback_kwargs)` after every step with the tensors named in `callback_on_step_end_tensor_inputs`
-                (`"sample"`: x_t after the step, `"pred_original_sample"`: the x0 prediction); may return a dict
-                that replaces `"sample"`.
+                (`"sample"`: x_t after the step, `"pred_original_sample"`: the x0 prediction). Returns None or a dict
+                whose keys are among those names; a `"sample"` there (a tensor of x_t's shape, dtype and device)
+                replaces x_t. Anything else is refused with a `ValueError`.
             callback_on_step_end_tensor_inputs (`list[str]`, *optional*): Defaults to `["sample"]`.
 
         Example:
@@ -192,11 +211,16 @@ class DDPMCFGPipeline(PortableFolderMixin, DiffusionPipeline):
             batch_size = len(class_labels) if is_sequence else 1
         if num_inference_steps is None:
             num_inference_steps = self.scheduler.config.num_train_timesteps
-        self.check_inputs(batch_size, num_inference_steps, guidance_scale, output_type, generator)
+        self.check_inputs(
+            batch_size,
+            num_inference_steps,
+            guidance_scale,
+            output_type,
+            generator,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+        )
         tensor_inputs = callback_on_step_end_tensor_inputs or ["sample"]
-        unknown = [name for name in tensor_inputs if name not in self._callback_tensor_inputs]
-        if unknown:
-            raise ValueError(f"Unknown callback tensor inputs {unknown}; choose from {self._callback_tensor_inputs}.")
 
         # 1. conditions: the labels, then the null conditions for the guidance pass
         device = self._execution_device
@@ -213,8 +237,7 @@ class DDPMCFGPipeline(PortableFolderMixin, DiffusionPipeline):
             conditions = conditions.to(device, self.unet.dtype if conditions.is_floating_point() else torch.long)
 
         # 2. x_T and the chain of timesteps
-        config = self.unet.config
-        shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
+        shape = (batch_size, self.unet.config.in_channels, *image_size(self.unet.config.sample_size))
         sample = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
         sample = sample * self.scheduler.init_noise_sigma
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -238,7 +261,7 @@ class DDPMCFGPipeline(PortableFolderMixin, DiffusionPipeline):
                 returned = callback_on_step_end(
                     self, step_index, timestep, {name: available[name] for name in tensor_inputs}
                 )
-                sample = (returned or {}).get("sample", sample)
+                sample = callback_sample(returned, sample, step_index, self._callback_tensor_inputs)
 
         # 4. images
         check_finite(sample, guidance_scale if use_guidance else None)

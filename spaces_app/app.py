@@ -4,9 +4,10 @@ sampler and a seed, and watch images appear.
     python spaces_app/app.py [--model outputs/digits] [--host 127.0.0.1] [--port 7860]
 
 The model is the --model flag, else the DDPM_HF_MODEL environment variable, else outputs/digits (what the README's
-main job writes): a saved DDPMCFGPipeline folder or a Hub id. The app needs only torch, diffusers and gradio: it loads
-the folder with plain diffusers, which runs the pipeline and scheduler source saved in it, and only calls the pipeline.
-`/generate` is also an API endpoint for gradio_client.
+main job writes): a saved DDPMCFGPipeline folder, or diffusers' own unconditional DDPMPipeline folder, or a Hub id of
+either. The app needs only torch, diffusers and gradio: it loads the folder with plain diffusers, which runs the
+pipeline and scheduler source saved in it, and only calls the pipeline. `/generate` is also an API endpoint for
+gradio_client.
 """
 
 import argparse
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import gradio as gr
 import torch
-from diffusers import DDIMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler
+from diffusers import DDIMScheduler, DDPMPipeline, DiffusionPipeline, DPMSolverMultistepScheduler
 from PIL import Image
 
 DEFAULT_MODEL = "outputs/digits"
@@ -49,6 +50,8 @@ GIF_FRAME_MS = 100
 QUOTE_CHARS = 40  # error messages quote at most this much of a bad value
 PROGRESS = gr.Progress()  # Gradio fills in the request's own tracker where it sees this default
 DISPLAY_SIZE = 256  # grids are enlarged (nearest neighbour) to about this many pixels per image side
+# The pipelines the demo serves: ddpm-hf's (classes, labels, guidance) and diffusers' unconditional DDPMPipeline.
+SERVED_PIPELINES = ("DDPMCFGPipeline", "DDPMPipeline")
 
 
 class SamplingStopped(Exception):
@@ -69,12 +72,86 @@ def resolve_model(model: str | None) -> str:
     )
 
 
+def pipeline_class_name(model: str) -> str:
+    """The pipeline class that the model_index.json of folder or Hub repository `model` names (read alone, before
+    anything else is fetched); a folder without one is refused, saying what it holds when that is recognisable."""
+    if os.path.isdir(model) and not os.path.isfile(os.path.join(model, "model_index.json")):
+        holds = ""
+        run_files = (os.path.join(model, "checkpoints"), os.path.join(model, "model.safetensors"))
+        if any(os.path.exists(path) for path in run_files):
+            holds = (
+                " (a training run or checkpoint: make a pipeline of it with train_scripts/export_checkpoint.py, or "
+                "wait for the run to save one)"
+            )
+        raise ValueError(
+            f"{model} holds no model_index.json, so it is no saved pipeline{holds}; give a DDPMCFGPipeline folder "
+            "(train_image.py) or a diffusers DDPMPipeline folder."
+        )
+    try:
+        name = DiffusionPipeline.load_config(model).get("_class_name")
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Cannot read the model_index.json of {model}: {error}") from None
+    return name[-1] if isinstance(name, (list, tuple)) and name else name  # ddpm-hf folders name [module, class]
+
+
+def image_size(pipe) -> tuple[int, int]:
+    """(height, width) of the images `pipe` makes: its U-Net's sample_size, one side or [height, width]."""
+    size = pipe.unet.config.sample_size
+    sides = [size, size] if isinstance(size, int) else size
+    if isinstance(sides, (list, tuple)) and len(sides) == 2 and all(is_whole_number(side, 1, 2**20) for side in sides):
+        return int(sides[0]), int(sides[1])
+    raise ValueError(f"The U-Net's sample_size is {quote(size)}; the demo needs one side or [height, width].")
+
+
+def check_model(pipe) -> None:
+    """Refuse a model the demo would serve wrongly: a U-Net that also predicts its variance, or class names that
+    cannot each be picked (empty, repeated, or not one per class of the U-Net). Folders saved by older versions run
+    pipeline copies that do not check these themselves."""
+    config = pipe.unet.config
+    out_channels = config.get("out_channels", config.in_channels)
+    if out_channels != config.in_channels:
+        raise ValueError(
+            f"The U-Net has out_channels={out_channels} for in_channels={config.in_channels}; the demo serves "
+            "U-Nets whose out_channels equal their in_channels (a learned variance is not supported)."
+        )
+    image_size(pipe)
+    num_classes = getattr(pipe, "num_classes", None)
+    if not num_classes:
+        return
+    names = list(pipe.id2label.values())
+    if len(names) != num_classes:
+        raise ValueError(
+            f"id2label holds {len(names)} class name(s) and the U-Net takes {num_classes}; give one name per class."
+        )
+    for index, name in enumerate(names):
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(
+                f"id2label: the name of class {index} is {quote(name)}; each class needs a name that is not empty or "
+                "only spaces (an empty name reads as no class)."
+            )
+        if names.index(name) != index:
+            raise ValueError(
+                f"id2label: the name {quote(name)} is given to classes {names.index(name)} and {index}; each class "
+                "needs its own name."
+            )
+
+
 def load_pipeline(model: str) -> DiffusionPipeline:
     """The pipeline saved in folder or Hub repository `model`, on the GPU in float16 if there is one, else on the CPU
-    in float32. `trust_remote_code=True` runs the pipeline and scheduler source saved with the model."""
+    in float32. `trust_remote_code=True` runs the pipeline and scheduler source saved with the model. A 2D model or
+    another kind of pipeline is refused with a ValueError before its weights are loaded."""
+    class_name = pipeline_class_name(model)
+    if class_name == "DDPM2DPipeline":
+        raise ValueError(
+            f"{model} is a DDPM2DPipeline, a 2D point model (train_2d.py); the demo shows image models: a "
+            "DDPMCFGPipeline folder (train_image.py) or a diffusers DDPMPipeline folder."
+        )
+    if class_name not in SERVED_PIPELINES:
+        raise ValueError(f"{model} holds a {class_name}; the demo serves {list(SERVED_PIPELINES)} folders.")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.float16 if device == "cuda" else torch.float32
     pipe = DiffusionPipeline.from_pretrained(model, trust_remote_code=True)
+    check_model(pipe)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device=device, dtype=dtype)
 
@@ -84,6 +161,21 @@ def samplers_for(pipe) -> list[str]:
     if pipe.scheduler.config.get("prediction_type") == "mean":
         return ["DDPM"]
     return list(SAMPLERS)
+
+
+def report_each_step(scheduler, on_step) -> None:
+    """Make `scheduler.step` call `on_step(None, step_index, timestep, {"sample": x_t after the step})` after each
+    step, as a DDPMCFGPipeline's callback_on_step_end is called: diffusers' DDPMPipeline takes no callback, and each
+    request has a scheduler of its own."""
+    step, step_index = scheduler.step, [0]
+
+    def reporting_step(model_output, timestep, sample, *args, **kwargs):
+        output = step(model_output, timestep, sample, *args, **kwargs)
+        on_step(None, step_index[0], timestep, {"sample": output.prev_sample})
+        step_index[0] += 1
+        return output
+
+    scheduler.step = reporting_step
 
 
 def make_sampler(name: str, scheduler):
@@ -148,15 +240,16 @@ def save_gif(frames: list[Image.Image], path: str) -> None:
 
 
 def build_demo(pipe, title: str = "ddpm-hf") -> gr.Blocks:
-    """The Blocks app around `pipe` (a DDPMCFGPipeline as `load_pipeline` gives it); the caller queues and launches it
-    (see `main`)."""
-    class_names = list(pipe.id2label.values()) if pipe.num_classes else []  # in id order
-    multi_label = pipe.is_multi_label
+    """The Blocks app around `pipe` (a DDPMCFGPipeline or diffusers' DDPMPipeline, as `load_pipeline` gives it); the
+    caller queues and launches it (see `main`)."""
+    takes_labels = hasattr(pipe, "num_classes")  # DDPMCFGPipeline; diffusers' DDPMPipeline is unconditional
+    class_names = list(pipe.id2label.values()) if takes_labels and pipe.num_classes else []  # in id order
+    multi_label = takes_labels and pipe.is_multi_label
     samplers = samplers_for(pipe)
     num_train_timesteps = pipe.scheduler.config.num_train_timesteps
     max_steps = min(MAX_STEPS, num_train_timesteps)
-    size = pipe.unet.config.sample_size
-    upscale = max(1, DISPLAY_SIZE // size)
+    height, width = image_size(pipe)
+    upscale = max(1, DISPLAY_SIZE // max(height, width))
     # Sampling runs here, at most CONCURRENCY requests at a time, even while a stopped request finishes its last step.
     sampling_threads = ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="ddpm-hf-sampling")
 
@@ -211,11 +304,13 @@ def build_demo(pipe, title: str = "ddpm-hf") -> gr.Blocks:
             seed = random.randrange(2**31)
         num_images, num_steps, seed = int(num_images), int(num_steps), int(seed)
         # A pipeline per request: schedulers keep per-call state, the U-Net weights are shared.
-        request_pipe = type(pipe)(
-            unet=pipe.unet, scheduler=make_sampler(sampler, pipe.scheduler), id2label=pipe.id2label
-        )
+        scheduler = make_sampler(sampler, pipe.scheduler)
+        if takes_labels:
+            request_pipe = type(pipe)(unet=pipe.unet, scheduler=scheduler, id2label=pipe.id2label)
+        else:
+            request_pipe = DDPMPipeline(unet=pipe.unet, scheduler=scheduler)
         request_pipe.set_progress_bar_config(disable=True)
-        class_labels = class_name or None
+        class_labels = class_name if class_names else None
         if multi_label:  # one condition, the selected labels, for every image
             class_labels = [selected_labels(class_name)]
             class_name = ", ".join(class_labels[0])
@@ -233,16 +328,24 @@ def build_demo(pipe, title: str = "ddpm-hf") -> gr.Blocks:
 
         def sample(gif_path):
             start = time.perf_counter()
+            generator = torch.Generator().manual_seed(seed)  # on the CPU: the same noise on every device
             try:
-                images = request_pipe(
-                    class_labels=class_labels,
-                    batch_size=num_images,
-                    guidance_scale=float(guidance_scale),
-                    num_inference_steps=num_steps,
-                    generator=torch.Generator().manual_seed(seed),  # on the CPU: the same noise on every device
-                    output_type="pt",
-                    callback_on_step_end=on_step,
-                ).images
+                if takes_labels:
+                    images = request_pipe(
+                        class_labels=class_labels,
+                        batch_size=num_images,
+                        guidance_scale=float(guidance_scale),
+                        num_inference_steps=num_steps,
+                        generator=generator,
+                        output_type="pt",
+                        callback_on_step_end=on_step,
+                    ).images
+                else:  # diffusers' DDPMPipeline: no labels, no guidance, images as (N, H, W, C) arrays
+                    report_each_step(request_pipe.scheduler, on_step)
+                    images = request_pipe(
+                        batch_size=num_images, generator=generator, num_inference_steps=num_steps, output_type="np"
+                    ).images
+                    images = torch.from_numpy(images).permute(0, 3, 1, 2)
             except SamplingStopped:
                 return None
             seconds = time.perf_counter() - start
@@ -266,7 +369,7 @@ def build_demo(pipe, title: str = "ddpm-hf") -> gr.Blocks:
     kind = "Multi-label" if multi_label else "Class-conditional" if class_names else "Unconditional"
     with gr.Blocks(title=title, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
-            f"# {title}\n{kind} DDPM, {size}x{size} images. "
+            f"# {title}\n{kind} DDPM, {width}x{height} images. "
             "Guidance scale s: eps = eps_uncond + s (eps_cond - eps_uncond); the course's omega is s - 1."
         )
         with gr.Row():
@@ -337,7 +440,11 @@ def parse_args(argv=None):
 
 def main(args):
     model = resolve_model(args.model)
-    demo = build_demo(load_pipeline(model), title=f"ddpm-hf: {os.path.basename(model.rstrip('/'))}")
+    try:
+        pipe = load_pipeline(model)
+    except ValueError as error:  # a model the demo cannot serve: say why, without a traceback
+        raise SystemExit(str(error)) from None
+    demo = build_demo(pipe, title=f"ddpm-hf: {os.path.basename(model.rstrip('/'))}")
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
     # A container is stopped with SIGTERM: stop as on Ctrl+C, so that Gradio closes the server and deletes its cache.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

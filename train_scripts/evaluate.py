@@ -32,6 +32,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from diffusers import DiffusionPipeline  # noqa: E402
 from huggingface_hub.utils import HFValidationError, validate_repo_id  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
@@ -60,6 +61,8 @@ from ddpm_hf.schedulers import SAMPLERS, default_num_steps, make_sampler  # noqa
 from ddpm_hf.viz import image_grid, square_grid, tensor_to_pil  # noqa: E402
 
 COURSE_OMEGAS = (0, 0.5, 1, 2, 3, 5)
+# What --pipeline takes: ddpm-hf's image pipeline, and diffusers' own unconditional one (which it loads unchanged)
+PIPELINE_CLASSES = ("DDPMCFGPipeline", "DDPMPipeline")
 # each half needs two images: FID's covariance (and KID's unbiased estimate) are undefined for one
 MIN_DATASET_IMAGES = 4
 
@@ -176,8 +179,8 @@ def parse_args(argv=None):
             "Give --feature_network PATH (a classifier from train_classifier.py; offline), --inception (the standard "
             "Inception-v3 through torch-fidelity), or both."
         )
-    if args.feature_network is not None and not os.path.isfile(os.path.join(args.feature_network, "config.json")):
-        raise ValueError(f"--feature_network {args.feature_network!r} is not a saved classifier (no config.json).")
+    if args.feature_network is not None:
+        check_feature_network(args.feature_network)
     if args.inception_weights is not None:
         if not args.inception:
             raise ValueError("--inception_weights is the Inception-v3 weights file of --inception; add --inception.")
@@ -221,11 +224,88 @@ def looks_local(path: str) -> bool:
     return False
 
 
+def read_json_file(path: str, flag: str) -> dict:
+    """A JSON object from `path`, or a ValueError naming the flag and the file."""
+    try:
+        with open(path) as f:
+            loaded = json.load(f)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{flag}: {path} cannot be read as JSON ({error}).") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{flag}: {path} holds {type(loaded).__name__}, not a JSON object.")
+    return loaded
+
+
+def check_feature_network(path: str) -> None:
+    """--feature_network must be a classifier folder written by train_classifier.py (an ImageClassifier)."""
+    flag = f"--feature_network {path!r}"
+    if os.path.isfile(os.path.join(path, "model_index.json")):
+        raise ValueError(
+            f"{flag} is a pipeline folder (it holds model_index.json); give a classifier saved by "
+            "train_classifier.py (an ImageClassifier), or --inception."
+        )
+    config_path = os.path.join(path, "config.json")
+    if not os.path.isfile(config_path):
+        raise ValueError(f"{flag} is not a saved classifier (no config.json).")
+    class_name = read_json_file(config_path, "--feature_network").get("_class_name")
+    if class_name != "ImageClassifier":
+        raise ValueError(
+            f"{flag} holds a {class_name} (config.json), not a classifier; give a folder saved by "
+            "train_classifier.py (an ImageClassifier), or --inception."
+        )
+
+
+def pipeline_class_name(model_index: dict) -> str | None:
+    """The pipeline class a model_index.json names (ddpm-hf folders name [source module, class])."""
+    name = model_index.get("_class_name")
+    return name[-1] if isinstance(name, (list, tuple)) and name else name
+
+
+def check_pipeline_class(path: str, model_index: dict) -> None:
+    """Refuse a pipeline evaluate.py cannot score, saying what it is: a 2D model, or another kind of pipeline."""
+    class_name = pipeline_class_name(model_index)
+    if class_name == "DDPM2DPipeline":
+        raise ValueError(
+            f"--pipeline {path!r} is a DDPM2DPipeline, a 2D point model (train_2d.py); evaluate.py scores image "
+            "models. A 2D run is scored by the Chamfer distance in its metrics.json."
+        )
+    if class_name not in PIPELINE_CLASSES:
+        raise ValueError(
+            f"--pipeline {path!r} holds a {class_name} (model_index.json); evaluate.py scores "
+            f"{list(PIPELINE_CLASSES)} folders: image models from train_image.py, or diffusers' DDPMPipeline."
+        )
+
+
+def what_the_folder_holds(path: str) -> str:
+    """For a folder without model_index.json: what it is, when it is something a user may take for a pipeline."""
+    name = os.path.basename(os.path.normpath(path))
+    if name.startswith("checkpoint-") and os.path.isfile(os.path.join(path, "model.safetensors")):
+        return (
+            "; it is a training checkpoint: make a pipeline of it with python train_scripts/export_checkpoint.py "
+            "--run_dir RUN --checkpoint NAME --output_dir NEW"
+        )
+    if os.path.isdir(os.path.join(path, "checkpoints")):
+        return (
+            "; it is a run folder whose pipeline is not saved yet (the run is training, or stopped): export a "
+            "checkpoint with python train_scripts/export_checkpoint.py --run_dir RUN --output_dir NEW"
+        )
+    if os.path.isfile(os.path.join(path, "config.json")):
+        class_name = read_json_file(os.path.join(path, "config.json"), "--pipeline").get("_class_name")
+        return f"; it holds a single {class_name} (config.json): give the pipeline folder around it"
+    return ""
+
+
 def check_pipeline_source(path: str) -> None:
-    """A saved pipeline folder, or a Hub id; a local-looking path that does not exist never reaches the Hub."""
+    """A saved pipeline folder of a kind evaluate.py scores, or a Hub id; a local-looking path that does not exist
+    never reaches the Hub."""
     if os.path.isdir(path):
-        if not os.path.isfile(os.path.join(path, "model_index.json")):
-            raise ValueError(f"--pipeline {path!r} is a folder without model_index.json, not a saved pipeline.")
+        index_path = os.path.join(path, "model_index.json")
+        if not os.path.isfile(index_path):
+            raise ValueError(
+                f"--pipeline {path!r} is a folder without model_index.json, not a saved pipeline"
+                f"{what_the_folder_holds(path)}."
+            )
+        check_pipeline_class(path, read_json_file(index_path, "--pipeline"))
     elif os.path.exists(path):
         raise ValueError(f"--pipeline {path!r} is a file; give a saved pipeline folder or a Hub id (owner/name).")
     elif looks_local(path):
@@ -364,18 +444,36 @@ def generate(pipe, labels, count, guidance_scale, num_steps, batch_size, seed, d
     return torch.cat(chunks)
 
 
+def image_side(pipe, path: str) -> int:
+    """The side of the square images a pipeline makes (its U-Net's sample_size: one side or [n, n]); the data is
+    resized to squares, so other shapes are refused."""
+    sample_size = pipe.unet.config.sample_size  # checked by the pipeline when it was built
+    height, width = (sample_size, sample_size) if isinstance(sample_size, int) else sample_size
+    if height != width:
+        raise ValueError(
+            f"--pipeline {path!r} makes {height}x{width} (height x width) images; evaluate.py compares square images "
+            "with the data resized to squares."
+        )
+    return height
+
+
 def load_pipelines(args) -> dict:
     pipes = {}
     for path in args.pipeline:
+        if not os.path.isdir(path):  # a Hub id: its model_index.json says what it is before anything else is fetched
+            try:
+                model_index = DiffusionPipeline.load_config(path)
+            except OSError:
+                model_index = None  # no such repository, or no network: from_pretrained says which, as the Hub does
+            if model_index is not None:
+                check_pipeline_class(path, model_index)
         pipe = DDPMCFGPipeline.from_pretrained(path).to(args.device)
         pipe.set_progress_bar_config(disable=True)  # one bar per guidance scale instead of one per batch
         pipes[path] = pipe
-    unet_config = next(iter(pipes.values())).unet.config
+    first = next(iter(pipes.values()))
+    kind = (image_side(first, args.pipeline[0]), first.unet.config.in_channels)
     for path, pipe in pipes.items():
-        if (pipe.unet.config.sample_size, pipe.unet.config.in_channels) != (
-            unet_config.sample_size,
-            unet_config.in_channels,
-        ):
+        if (image_side(pipe, path), pipe.unet.config.in_channels) != kind:
             raise ValueError(f"{path} makes other images than {args.pipeline[0]}; evaluate them separately.")
     return pipes
 
@@ -383,7 +481,7 @@ def load_pipelines(args) -> dict:
 def main(args):
     # everything is loaded and checked against everything else before anything is sampled or written
     pipes = load_pipelines(args)
-    unet_config = next(iter(pipes.values())).unet.config
+    resolution = image_side(next(iter(pipes.values())), args.pipeline[0])
     judge = None
     if args.feature_network is not None:
         judge = ImageClassifier.from_pretrained(args.feature_network).eval().to(args.device)
@@ -395,7 +493,7 @@ def main(args):
         network_id = file_fingerprint(os.path.join(args.feature_network, "diffusion_pytorch_model.safetensors"))
 
     images, labels, class_names = load_image_tensors(
-        args.dataset, resolution=unet_config.sample_size, split=args.split, resize_mode=args.resize_mode,
+        args.dataset, resolution=resolution, split=args.split, resize_mode=args.resize_mode,
         progress=True,
     )  # fmt: skip
     check_data_matches(args, pipes, judge, images, labels, class_names)
@@ -412,7 +510,7 @@ def main(args):
         wanted = repeat_to(wanted, args.num_samples or len(half_b))
     os.makedirs(args.output_dir, exist_ok=True)
 
-    key = {"dataset": args.dataset, "split": args.split, "resolution": unet_config.sample_size, "mode": mode,
+    key = {"dataset": args.dataset, "split": args.split, "resolution": resolution, "mode": mode,
            "resize_mode": args.resize_mode, "seed": args.seed, "count": len(images), "network": network_id,
            "entries": ["features_a", "features_b", "logits_b"]}  # fmt: skip
 

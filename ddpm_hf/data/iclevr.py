@@ -13,6 +13,8 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..pipelines.class_conditions import check_class_names
+
 ICLEVR_SHAPES = ("cube", "sphere", "cylinder")
 ICLEVR_COLOURS = {
     "gray": (128, 128, 128),
@@ -39,6 +41,7 @@ def read_iclevr_objects(folder: str) -> list[str]:
     names = sorted(name_to_index, key=name_to_index.get)
     if [name_to_index[name] for name in names] != list(range(len(names))):
         raise ValueError(f"{path} must map its names to 0..{len(names) - 1}, each once.")
+    check_class_names(names, path)
     return names
 
 

@@ -12,6 +12,8 @@ import os
 import numpy as np
 from PIL import Image
 
+from ..pipelines.class_conditions import check_class_names
+
 BUILTIN_DATASETS = ("digits",)
 IMAGE_COLUMN_NAMES = ("image", "img", "images", "pixel_values")
 LABEL_COLUMN_NAMES = ("label", "labels", "class", "fine_label", "y")
@@ -72,6 +74,14 @@ def _npz_dataset(path):
                 f"{path}: 'labels' must hold class ids 0..K-1; {int(not_ids.sum())} are not, e.g. {examples}."
             )
         names = label_names or [str(value) for value in range(int(labels.max()) + 1)]
+        if label_names is not None:
+            check_class_names(label_names, f"{path}: 'label_names'")
+            if labels.max() >= len(label_names):
+                unnamed = sorted({int(value) for value in labels[labels >= len(label_names)]})
+                raise ValueError(
+                    f"{path}: 'labels' holds class id(s) {unnamed[:5]} and 'label_names' names {len(label_names)} "
+                    f"classes (ids 0..{len(label_names) - 1}); give one name per class."
+                )
         columns["label"] = labels.astype(np.int64).tolist()
         features["label"] = datasets.ClassLabel(names=names)
     return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
@@ -190,13 +200,14 @@ def is_multi_label(dataset, label_column: str) -> bool:
 
 
 def class_names_of(dataset, label_column: str) -> list[str]:
-    """Class names in id order: the `ClassLabel` names, or the sorted distinct integer labels as strings."""
+    """Class names in id order: the `ClassLabel` names, or the sorted distinct integer labels as strings. Names that
+    are empty (or only spaces) or given to two classes are refused by name: the model's classes are picked by name."""
     datasets = _require_datasets()
     feature = dataset.features[label_column]
-    if isinstance(feature, datasets.ClassLabel):
-        return list(feature.names)
-    if is_multi_label(dataset, label_column):
-        return list(feature.feature.names)
+    if isinstance(feature, datasets.ClassLabel) or is_multi_label(dataset, label_column):
+        names = list(feature.names if isinstance(feature, datasets.ClassLabel) else feature.feature.names)
+        check_class_names(names, f"The class names of label column {label_column!r}")
+        return names
     values = sorted(set(dataset[label_column]))
     if not all(isinstance(value, (int, np.integer)) for value in values) or values[0] < 0:
         raise ValueError(

@@ -6,6 +6,7 @@ import os
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from ..pipelines.input_checks import image_size
 from ..pipelines.portable_folder import source_copies
 
 CARD_TEMPLATE = """---
@@ -108,12 +109,13 @@ def make_model_card(
         datasets=[hub_dataset_id] if hub_dataset_id else None,
         base_model=base_model,
     )
-    size = unet_config["sample_size"]
+    height, width = image_size(unet_config["sample_size"])  # one side, or [height, width]
+    size = f"{width}x{height}"
     channels = "greyscale" if unet_config["in_channels"] == 1 else "RGB"
     if conditional:
         names = [id2label[key] for key in sorted(id2label)]
         conditioning = (
-            f"It generates {size}x{size} {channels} images of {len(names)} classes ({', '.join(names[:20])}"
+            f"It generates {size} {channels} images of {len(names)} classes ({', '.join(names[:20])}"
             f"{', ...' if len(names) > 20 else ''}) with classifier-free guidance."
         )
         first_class = json.dumps(names[0]) if names else "0"
@@ -121,7 +123,7 @@ def make_model_card(
         call_args = f"class_labels=[{first_class}] * 4, {guidance}"
         if multi_label:
             conditioning = (
-                f"It generates {size}x{size} {channels} images showing any set of its {len(names)} labels "
+                f"It generates {size} {channels} images showing any set of its {len(names)} labels "
                 f"({', '.join(names[:20])}{', ...' if len(names) > 20 else ''}), conditioned on a multi-hot vector, "
                 "with classifier-free guidance."
             )
@@ -132,13 +134,17 @@ def make_model_card(
             "omega is s - 1, and s = 1 turns guidance off. "
         )
     else:
-        conditioning = f"It generates {size}x{size} {channels} images."
+        conditioning = f"It generates {size} {channels} images."
         call_args = "batch_size=4, "
         guidance_note = ""
+    trained_betas = scheduler_config.get("trained_betas")
     schedule = {
         "num_train_timesteps": scheduler_config["num_train_timesteps"],
-        "beta_schedule": scheduler_config["beta_schedule"],
-        "betas": f"{scheduler_config['beta_start']}..{scheduler_config['beta_end']}",
+        # trained_betas replace the named schedule, as in diffusers
+        "beta_schedule": "trained_betas" if trained_betas else scheduler_config["beta_schedule"],
+        "betas": f"{min(trained_betas):.6g}..{max(trained_betas):.6g} (given one by one)"
+        if trained_betas
+        else f"{scheduler_config['beta_start']}..{scheduler_config['beta_end']}",
         "prediction_type": scheduler_config["prediction_type"],
     }
     rows = {**schedule, **training}

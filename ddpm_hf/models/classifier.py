@@ -6,6 +6,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from ..pipelines.class_conditions import check_class_names
+
 
 class ImageClassifier(ModelMixin, ConfigMixin):
     """
@@ -19,7 +21,8 @@ class ImageClassifier(ModelMixin, ConfigMixin):
         multi_label (`bool`, defaults to `False`): Independent sigmoid labels instead of one softmax class.
         block_channels (`tuple[int, ...]`, defaults to `(32, 64, 128)`): Width of each level.
         feature_dim (`int`, defaults to 128): Size of the feature vector.
-        label_names (`list[str]`, *optional*): Names of the labels, in id order.
+        label_names (`list[str]`, *optional*): Names of the labels, in id order: `num_labels` of them, each given once
+            and not empty.
         pooling (`str`, defaults to `"mean"`): How the last feature map becomes a vector: `"mean"` (global average),
             or `"mean_max"` (average and maximum side by side: small objects are not averaged away).
     """
@@ -50,6 +53,12 @@ class ImageClassifier(ModelMixin, ConfigMixin):
                             ("feature_dim", feature_dim)):  # fmt: skip
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}.")
+        if label_names is not None:
+            if len(label_names) != num_labels:
+                raise ValueError(
+                    f"label_names holds {len(label_names)} name(s) for num_labels={num_labels}; give one per label."
+                )
+            check_class_names(list(label_names), "label_names")
         layers, channels = [], in_channels
         for level, width in enumerate(block_channels):
             stride = 1 if level == 0 else 2

@@ -1,18 +1,31 @@
 """Start training from a saved pipeline: diffusers' `DDPMPipeline` layout (UNet2DModel + DDPMScheduler, as
 `google/ddpm-cifar10-32` is published) or a ddpm-hf pipeline folder, from a local folder or the Hub."""
 
+import inspect
 import json
 import os
 
 import torch
 from diffusers import UNet2DModel
 
+from ..pipelines.class_conditions import check_id2label
+from ..pipelines.input_checks import image_size
+from ..schedulers import ExtendedDDPMScheduler
 from .conditional_unet import MultiLabelUNet2DModel
 from .label_token_unet import MultiLabelTokenUNet2DModel
 
 UNET_CLASSES = {cls.__name__: cls for cls in (UNet2DModel, MultiLabelUNet2DModel, MultiLabelTokenUNet2DModel)}
 # Configs and safetensors weights only: never pickled weights, never code.
 PRETRAINED_PATTERNS = ["model_index.json", "unet/*.json", "unet/*.safetensors", "scheduler/*.json"]
+# Scheduler settings that train_image.py takes as flags (a fine-tune reads them from the pretrained scheduler); every
+# other setting ExtendedDDPMScheduler has is carried over from the pretrained scheduler as it is.
+SCHEDULER_FLAG_SETTINGS = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "prediction_type")
+KEPT_SCHEDULER_SETTINGS = tuple(
+    name
+    for name in inspect.signature(ExtendedDDPMScheduler.__init__).parameters
+    if name != "self" and name not in SCHEDULER_FLAG_SETTINGS
+)
+LEARNED_VARIANCE_TYPES = ("learned", "learned_range")
 
 
 def pretrained_folder(name_or_path: str, cache_dir: str | None = None) -> str:
@@ -51,12 +64,93 @@ def read_pretrained_configs(folder: str) -> tuple[dict, dict, dict]:
     index_path = os.path.join(folder, "model_index.json")
     if os.path.isfile(index_path):
         with open(index_path) as f:
-            id2label = {int(key): name for key, name in (json.load(f).get("id2label") or {}).items()}
-    if unet_config.get("_class_name") not in UNET_CLASSES:
-        raise ValueError(
-            f"The pretrained U-Net is a {unet_config.get('_class_name')!r}; ddpm-hf fine-tunes {list(UNET_CLASSES)}."
-        )
+            id2label = json.load(f).get("id2label") or {}
+    check_pretrained_unet(unet_config)
+    try:
+        id2label = check_id2label(id2label, pretrained_num_classes(unet_config), "num_labels" in unet_config) or {}
+    except ValueError as error:
+        raise ValueError(f"The pretrained model's {error}") from None
+    pretrained_scheduler_settings(scheduler_config)  # refuses settings a fine-tune could not keep
     return unet_config, scheduler_config, id2label
+
+
+def check_pretrained_unet(unet_config: dict) -> None:
+    """Refuse a saved U-Net that ddpm-hf cannot fine-tune, naming the setting: another class, a class embedding other
+    than diffusers' class-id table (`class_embed_type`), a learned variance (out_channels = 2 * in_channels) or
+    non-square images."""
+    class_name = unet_config.get("_class_name")
+    if class_name not in UNET_CLASSES:
+        raise ValueError(f"The pretrained U-Net is a {class_name!r}; ddpm-hf fine-tunes {list(UNET_CLASSES)}.")
+    if class_name == "UNet2DModel" and unet_config.get("class_embed_type") is not None:
+        raise ValueError(
+            f"The pretrained U-Net has class_embed_type={unet_config['class_embed_type']!r}; ddpm-hf fine-tunes "
+            "UNet2DModels without one (unconditional, or class ids through num_class_embeds with class_embed_type "
+            "None)."
+        )
+    if unet_config.get("out_channels") != unet_config.get("in_channels"):
+        raise ValueError(
+            f"The pretrained U-Net has out_channels={unet_config.get('out_channels')} for in_channels="
+            f"{unet_config.get('in_channels')}; ddpm-hf trains U-Nets whose out_channels equal their in_channels (one "
+            "prediction per channel; a learned variance, out_channels = 2 * in_channels, is not trained here)."
+        )
+    pretrained_resolution(unet_config)
+
+
+def pretrained_resolution(unet_config: dict) -> int:
+    """The training resolution of a saved U-Net: its `sample_size`, one side or a square [n, n]; other shapes are
+    refused, since training crops square images."""
+    try:
+        height, width = image_size(unet_config.get("sample_size"))
+    except ValueError as error:
+        raise ValueError(f"The pretrained model: {error}") from None
+    if height != width:
+        raise ValueError(
+            f"The pretrained U-Net's sample_size is {unet_config['sample_size']} (height x width); ddpm-hf trains on "
+            "square images, so it fine-tunes U-Nets whose sample_size is one side or [n, n]."
+        )
+    return height
+
+
+def pretrained_scheduler_settings(scheduler_config: dict) -> dict:
+    """
+    The settings of a pretrained scheduler that a fine-tune keeps beyond those train_image.py takes as flags
+    (`SCHEDULER_FLAG_SETTINGS`): `trained_betas`, `variance_type`, clipping and thresholding, timestep spacing and
+    offset, zero-SNR rescaling (`KEPT_SCHEDULER_SETTINGS`), as the config holds them. A setting ExtendedDDPMScheduler
+    has no place for (e.g. DDIMScheduler's `set_alpha_to_one`), a learned variance, or `trained_betas` that do not
+    make a schedule of num_train_timesteps betas in (0, 1) are refused by name.
+    """
+    settings = {name: value for name, value in scheduler_config.items() if not name.startswith("_")}
+    class_name = scheduler_config.get("_class_name", "scheduler")
+    known = SCHEDULER_FLAG_SETTINGS + KEPT_SCHEDULER_SETTINGS
+    unknown = {name: value for name, value in settings.items() if name not in known}
+    if unknown:
+        listed = ", ".join(f"{name}={value!r}"[:80] for name, value in unknown.items())
+        raise ValueError(
+            f"The pretrained scheduler ({class_name}) has settings that a fine-tune's DDPM scheduler cannot keep: "
+            f"{listed}. Fine-tune from a folder whose scheduler is a DDPMScheduler (or remove them from "
+            "scheduler/scheduler_config.json if they do not matter to you)."
+        )
+    if settings.get("variance_type") in LEARNED_VARIANCE_TYPES:
+        raise ValueError(
+            f"The pretrained scheduler has variance_type={settings['variance_type']!r} (a U-Net that also predicts "
+            "its variance); ddpm-hf trains fixed-variance models (fixed_small, fixed_small_log, fixed_large, "
+            "fixed_large_log)."
+        )
+    trained_betas = settings.get("trained_betas")
+    if trained_betas is not None:
+        num_train_timesteps = settings.get("num_train_timesteps", 1000)
+        betas = torch.as_tensor(trained_betas, dtype=torch.float64)
+        if betas.ndim != 1 or len(betas) != num_train_timesteps or not ((betas > 0) & (betas < 1)).all():
+            raise ValueError(
+                f"The pretrained scheduler's trained_betas hold {betas.numel()} value(s) in "
+                f"[{betas.min().item():g}, {betas.max().item():g}]; they must be num_train_timesteps = "
+                f"{num_train_timesteps} betas, each in (0, 1)."
+            )
+    try:
+        ExtendedDDPMScheduler(**settings)
+    except (ValueError, NotImplementedError) as error:
+        raise ValueError(f"The pretrained scheduler config cannot be used: {error}") from None
+    return {name: settings[name] for name in KEPT_SCHEDULER_SETTINGS if name in settings}
 
 
 def pretrained_num_classes(unet_config: dict) -> int | None:

@@ -72,3 +72,12 @@ def test_bad_files_are_named(tmp_path):
     (tmp_path / "bad.json").write_text('[["red cube", "pink cube"]]')
     with pytest.raises(ValueError, match="condition 0.*pink cube"):
         read_iclevr_conditions(str(tmp_path / "bad.json"), ICLEVR_OBJECTS)
+
+
+def test_an_empty_object_name_is_refused_by_name(tmp_path):
+    folder = make_synthetic_iclevr(str(tmp_path / "iclevr"), num_images=2, resolution=16)
+    objects = {name: index for index, name in enumerate(ICLEVR_OBJECTS)}
+    objects[""] = objects.pop("gray cube")  # id 0 loses its name
+    (tmp_path / "iclevr" / "objects.json").write_text(json.dumps(objects))
+    with pytest.raises(ValueError, match=r"objects.json: the name of class 0 is ''"):
+        load_image_dataset(train_data_dir=folder)

@@ -7,7 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
-from ddpm_hf.data import channel_mode, dataset_mode, decode_image, load_image_dataset, preprocess_image
+from ddpm_hf.data import (
+    channel_mode,
+    class_names_of,
+    dataset_mode,
+    decode_image,
+    load_image_dataset,
+    preprocess_image,
+)
 from ddpm_hf.data.transforms import to_mode
 
 
@@ -104,3 +111,41 @@ def test_npz_labels_stored_as_whole_floats_are_class_ids(tmp_path):
     images = np.zeros((4, 8, 8), dtype=np.uint8)
     np.savez(tmp_path / "data.npz", images=images, labels=np.array([0.0, 2.0, 1.0, 2.0]))
     assert load_image_dataset(str(tmp_path / "data.npz"))["label"] == [0, 2, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "label_names, message",
+    [
+        (["", "a", "b"], r"'label_names': the name of class 0 is ''; each class needs a name that is not empty"),
+        (["a", "  ", "b"], r"'label_names': the name of class 1 is '  '"),
+        (["a", "b", "a"], r"'label_names': the name 'a' is given to classes 0 and 2; each class needs its own name"),
+        (
+            ["a", "b"],
+            r"'labels' holds class id\(s\) \[2\] and 'label_names' names 2 classes \(ids 0\.\.1\); give one name per "
+            r"class",
+        ),
+    ],
+)
+def test_npz_class_names_that_cannot_be_picked_are_refused_by_name(tmp_path, label_names, message):
+    images = np.zeros((4, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "data.npz", images=images, labels=np.array([0, 1, 2, 2]), label_names=np.array(label_names))
+    with pytest.raises(ValueError, match=message):
+        load_image_dataset(str(tmp_path / "data.npz"))
+
+
+def test_npz_names_may_outnumber_the_labels_used(tmp_path):
+    images = np.zeros((4, 8, 8), dtype=np.uint8)
+    names = np.array(["a", "b", "c"])
+    np.savez(tmp_path / "data.npz", images=images, labels=np.array([0, 1, 1, 0]), label_names=names)
+    dataset = load_image_dataset(str(tmp_path / "data.npz"))
+    assert class_names_of(dataset, "label") == ["a", "b", "c"]
+
+
+def test_a_class_folder_named_only_with_spaces_is_refused_by_name(tmp_path):
+    for name in ("cat", " "):
+        (tmp_path / name).mkdir()
+        for index in range(2):
+            noisy("RGB", seed=index).save(tmp_path / name / f"{index}.png")
+    dataset = load_image_dataset(train_data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"label column 'label'.*the name of class 0 is ' '"):
+        class_names_of(dataset, "label")

@@ -10,7 +10,9 @@ from ddpm_hf import DDPMCFGPipeline, ExtendedDDPMScheduler, make_unet
 T = 20
 torch.manual_seed(0)
 PIPE = DDPMCFGPipeline(
-    unet=make_unet("tiny", 8, 1, 3), scheduler=ExtendedDDPMScheduler(num_train_timesteps=T), id2label={0: "a", 1: "b"}
+    unet=make_unet("tiny", 8, 1, 3),
+    scheduler=ExtendedDDPMScheduler(num_train_timesteps=T),
+    id2label={0: "a", 1: "b", 2: "c"},
 )
 
 scalars = st.one_of(

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
 from PIL import Image
 
 from ddpm_hf import DDPMCFGPipeline, ExtendedDDPMScheduler, make_unet
@@ -33,6 +34,8 @@ from ddpm_hf.viz import square_grid, tensor_to_pil
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from the test server
 gradio_client = pytest.importorskip("gradio_client")
+from gradio_client.utils import Status  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "spaces_app"))
 import app  # noqa: E402
@@ -269,6 +272,12 @@ def test_a_cancelled_request_stops_sampling_within_a_step(long_served):
     while len(forwards) < before + 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert len(forwards) >= before + 3, "sampling did not start"
+    # the client names the request in its cancel only once it has read the request's id from the server, which a
+    # loaded machine may not have let it do by the time the server samples: wait until the client sees it running
+    running = (Status.PROCESSING, Status.PROGRESS, Status.ITERATING)
+    while job.status().code not in running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert job.status().code in running, job.status()
     job.cancel()  # returns once the server has cancelled the request
     at_cancel = len(forwards)
     settled = wait_until_idle(forwards)
@@ -526,3 +535,121 @@ def test_a_real_browser_click_shows_the_generated_image(served, tmp_path):
             assert picture.size[0] > 600 and np.asarray(picture.convert("L")).std() > 5
     finally:
         driver.quit()
+
+
+def save_diffusers_ddpm(folder, sample_size=8, out_channels=1):
+    """A tiny pipeline saved by diffusers' own DDPMPipeline (UNet2DModel, DDPMScheduler), as a Space user may have."""
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=sample_size,
+        in_channels=1,
+        out_channels=out_channels,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    )
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=T)).save_pretrained(folder)
+    return str(folder)
+
+
+def test_a_diffusers_ddpm_pipeline_is_served_unconditionally(tmp_path):
+    folder = save_diffusers_ddpm(tmp_path / "ddpm", sample_size=[8, 16])  # [height, width], as diffusers allows
+    demo, url = launch(folder)
+    try:
+        dropdowns = [c for c in demo.config["components"] if c["type"] == "dropdown"]
+        assert len(dropdowns) == 1 and dropdowns[0]["props"]["visible"] is False  # no class picker
+        for sampler, scheduler, steps in (("DDPM", DDPMScheduler, 5), ("DDIM", DDIMScheduler, 4)):
+            grid_path, gif_path, timing = generate(url, "", 1.0, 3, sampler, steps, 2, False)
+            assert timing.startswith(f"3 image(s), {sampler} {steps} steps")
+            with Image.open(gif_path) as gif:
+                assert gif.n_frames == steps
+            # diffusers' own DDPMPipeline with the same sampler and seed, tiled by ddpm_hf's grid code
+            expected_pipe = DDPMPipeline.from_pretrained(folder)
+            overrides = {"clip_sample": False} if sampler == "DDIM" else {}
+            expected_pipe.scheduler = scheduler.from_config(expected_pipe.scheduler.config, **overrides)
+            expected_pipe.set_progress_bar_config(disable=True)
+            images = expected_pipe(batch_size=3, generator=torch.Generator().manual_seed(2), num_inference_steps=steps,
+                                   output_type="np").images  # fmt: skip
+            expected = square_grid(tensor_to_pil(torch.from_numpy(images).permute(0, 3, 1, 2) * 2 - 1, 256 // 16))
+            assert expected.size == (2 * 256 + 3 * 2, 2 * 128 + 3 * 2)  # 8x16 images at 16x, 2 columns, 2 rows
+            np.testing.assert_array_equal(np.asarray(Image.open(grid_path)), np.asarray(expected))
+        with pytest.raises(gradio_client.exceptions.AppError, match="unconditional; leave the class empty"):
+            generate(url, "one", 1.0, 1, "DDPM", 5, 0, False)
+    finally:
+        demo.close()
+
+
+def save_2d_model(folder):
+    from ddpm_hf import DDPM2DPipeline, MLP2DModel
+
+    DDPM2DPipeline(model=MLP2DModel(), scheduler=ExtendedDDPMScheduler(num_train_timesteps=T)).save_pretrained(folder)
+    return str(folder)
+
+
+def save_other_pipeline(folder):
+    save_diffusers_ddpm(folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": "DDIMPipeline"}))
+    return str(folder)
+
+
+def save_run_in_progress(folder):
+    (folder / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    return str(folder)
+
+
+@pytest.mark.parametrize(
+    "save, message",
+    [
+        (
+            save_2d_model,
+            r"is a DDPM2DPipeline, a 2D point model \(train_2d.py\); the demo shows image models: a DDPMCFGPipeline "
+            r"folder \(train_image.py\) or a diffusers DDPMPipeline folder\.",
+        ),
+        (save_other_pipeline, r"holds a DDIMPipeline; the demo serves \['DDPMCFGPipeline', 'DDPMPipeline'\] folders"),
+        (
+            save_run_in_progress,
+            r"holds no model_index.json, so it is no saved pipeline \(a training run or checkpoint: make a "
+            r"pipeline of it with train_scripts/export_checkpoint.py",
+        ),
+        (
+            lambda folder: save_diffusers_ddpm(folder, out_channels=2),
+            r"The U-Net has out_channels=2 for in_channels=1; the demo serves U-Nets whose out_channels equal",
+        ),
+    ],
+    ids=["2D model", "another pipeline", "run in progress", "learned variance"],
+)
+def test_models_the_demo_cannot_serve_are_refused_by_name(tmp_path, save, message):
+    folder = save(tmp_path / "model")
+    with pytest.raises(ValueError, match=message):
+        app.load_pipeline(folder)
+    # on the command line: that sentence, not a traceback
+    with pytest.raises(SystemExit, match=message):
+        app.main(app.parse_args(["--model", folder]))
+
+
+OLD_CONSTRUCTOR = "id2label = {int(key): str(value) for key, value in id2label.items()} if id2label else None"
+
+
+@pytest.mark.parametrize("copy_checks", [True, False], ids=["pipeline copy checks", "older pipeline copy"])
+@pytest.mark.parametrize(
+    "id2label, message",
+    [
+        ({"0": "", "1": "one", "2": "two"}, r"id2label: the name of class 0 is ''"),
+        ({"0": "zero", "1": " ", "2": "two"}, r"id2label: the name of class 1 is ' '"),
+        ({"0": "zero", "1": "one", "2": "zero"}, r"the name 'zero' is given to classes 0 and 2"),
+        ({"0": "zero", "1": "one"}, r"2 .*name\(s\) and .*3"),
+    ],
+)
+def test_class_names_that_cannot_be_picked_are_refused_when_the_model_loads(tmp_path, id2label, message, copy_checks):
+    folder = Path(save_tiny_model(tmp_path / "model"))
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "id2label": id2label}))
+    if not copy_checks:  # a folder saved before the pipeline checked its names: the app checks them itself
+        source = (folder / "pipeline_ddpm_cfg.py").read_text()
+        check = "id2label = check_id2label(id2label, self.num_classes, self.is_multi_label)"
+        assert source.count(check) == 1
+        (folder / "pipeline_ddpm_cfg.py").write_text(source.replace(check, OLD_CONSTRUCTOR))
+    with pytest.raises(ValueError, match=message):
+        app.load_pipeline(str(folder))

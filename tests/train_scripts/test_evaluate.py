@@ -2,6 +2,7 @@
 
 import functools
 import json
+import shutil
 import sys
 import types
 import urllib.error
@@ -500,3 +501,86 @@ def test_inception_without_torch_fidelity_names_what_to_install(unconditional, m
     with pytest.raises(ImportError, match=r'pip install "ddpm-hf\[inception\]" \(or: pip install torch-fidelity'):
         evaluate.main(args)
     assert not (unconditional / "eval").exists()
+
+
+def save_not_an_image_pipeline(folder, case):
+    """A folder a user may give evaluate.py by mistake; returns evaluate.py's extra flags and the message."""
+    from ddpm_hf import DDPM2DPipeline, MLP2DModel
+
+    if case == "2D run":
+        DDPM2DPipeline(model=MLP2DModel(), scheduler=ExtendedDDPMScheduler(num_train_timesteps=10)).save_pretrained(
+            folder / "swiss_roll"
+        )
+        return ["--pipeline", str(folder / "swiss_roll")], (
+            r"--pipeline '.*swiss_roll' is a DDPM2DPipeline, a 2D point model \(train_2d.py\); evaluate.py scores "
+            r"image models. A 2D run is scored by the Chamfer distance in its metrics.json."
+        )
+    if case == "another pipeline":
+        shutil.copytree(folder / "pipe", folder / "other")
+        index = json.loads((folder / "other" / "model_index.json").read_text())
+        (folder / "other" / "model_index.json").write_text(json.dumps({**index, "_class_name": "DDIMPipeline"}))
+        return ["--pipeline", str(folder / "other")], (
+            r"holds a DDIMPipeline \(model_index.json\); evaluate.py scores \['DDPMCFGPipeline', 'DDPMPipeline'\]"
+        )
+    if case == "a checkpoint":
+        checkpoint = folder / "run" / "checkpoints" / "checkpoint-4"
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "model.safetensors").write_bytes(b"")
+        return ["--pipeline", str(checkpoint)], r"it is a training checkpoint: make a pipeline of it with python"
+    if case == "a run still training":
+        (folder / "run" / "checkpoints").mkdir(parents=True)
+        return ["--pipeline", str(folder / "run")], r"it is a run folder whose pipeline is not saved yet"
+    if case == "the U-Net of a pipeline":
+        return ["--pipeline", str(folder / "pipe" / "unet")], r"it holds a single UNet2DModel \(config.json\)"
+    if case == "a U-Net as the classifier":
+        return ["--feature_network", str(folder / "pipe" / "unet")], (
+            r"--feature_network '.*unet' holds a UNet2DModel \(config.json\), not a classifier; give a folder saved "
+            r"by train_classifier.py \(an ImageClassifier\), or --inception"
+        )
+    return ["--feature_network", str(folder / "pipe")], r"--feature_network '.*pipe' is a pipeline folder"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "2D run",
+        "another pipeline",
+        "a checkpoint",
+        "a run still training",
+        "the U-Net of a pipeline",
+        "a U-Net as the classifier",
+        "a pipeline as the classifier",
+    ],
+)
+def test_folders_that_are_no_image_pipeline_or_classifier_are_named_when_parsed(setup, case):
+    extra, message = save_not_an_image_pipeline(setup, case)
+    with pytest.raises(ValueError, match=message):
+        evaluate.parse_args(argv_for(setup, *extra))
+    assert not (setup / "eval").exists()
+
+
+def test_a_diffusers_ddpm_pipeline_with_a_list_sample_size_is_scored(setup):
+    from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(3)
+    unet = UNet2DModel(
+        sample_size=[8, 8],  # diffusers allows [height, width]
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    )
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=20)).save_pretrained(setup / "diffusers_ddpm")
+    argv = argv_for(setup, "--num_samples", "6", "--save_samples", pipeline="diffusers_ddpm")
+    (result,) = evaluate.main(evaluate.parse_args(argv))["results"]
+    assert not result["conditional"] and result["num_samples"] == 6 and np.isfinite(result["fid"])
+    # the scored images are diffusers' own DDPMPipeline's with the DDIM sampler, the same seed and steps
+    sampler = DDIMScheduler.from_config(DDPMScheduler(num_train_timesteps=20).config, clip_sample=False)
+    reference = DDPMPipeline(unet=unet.eval(), scheduler=sampler)
+    reference.set_progress_bar_config(disable=True)
+    expected = reference(batch_size=6, generator=torch.Generator().manual_seed(1), num_inference_steps=2,
+                         output_type="np").images[..., 0]  # fmt: skip
+    saved = np.load(setup / "eval" / "samples.npz")["images"]
+    assert saved.shape == (6, 8, 8) and np.abs(saved / 255 - expected).max() <= 0.5 / 255 + 1e-5
