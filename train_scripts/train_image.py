@@ -51,6 +51,8 @@ from ddpm_hf.models.pretrained import (
     load_pretrained_unet,
     pretrained_folder,
     pretrained_num_classes,
+    pretrained_resolution,
+    pretrained_scheduler_settings,
     read_pretrained_configs,
 )
 from ddpm_hf.schedulers import SAMPLERS, default_num_steps, make_sampler
@@ -65,9 +67,10 @@ from ddpm_hf.training import (
     list_checkpoints,
     load_checkpoint,
     log_images_to_trackers,
+    open_run_folder,
     parse_args_with_config,
-    prepare_output_dir,
     read_losses,
+    read_run_id,
     resolve_checkpoint,
     save_checkpoint,
     save_pipeline_folder,
@@ -419,6 +422,9 @@ def check_args(args):
     check_output_dir(args.output_dir, args.overwrite_output_dir, data_paths(args), resume=resuming)
     if resuming:
         check_same_run(args)
+        if args.resume_from_checkpoint != "latest":  # this run's own, and whole, before anything is written
+            checkpoints_dir = os.path.join(args.output_dir, "checkpoints")
+            resolve_checkpoint(checkpoints_dir, args.resume_from_checkpoint, run_id=read_run_id(args.output_dir))
     if args.sample_conditions_file is not None and not os.path.isfile(args.sample_conditions_file):
         raise ValueError(f"--sample_conditions_file {args.sample_conditions_file!r} is not a file.")
     if args.push_to_hub and not args.hub_model_id:
@@ -456,7 +462,7 @@ def resolve_model_flags(args):
         pretrained["beta_schedule"] = {"scaled_linear": "quad", "squaredcos_cap_v2": "cosine"}.get(
             pretrained["beta_schedule"], pretrained["beta_schedule"]
         )
-        pretrained["resolution"] = unet_config["sample_size"]
+        pretrained["resolution"] = pretrained_resolution(unet_config)
     for name, default in {**DIFFUSION_DEFAULTS, "resolution": 32}.items():
         if getattr(args, name) is None:
             setattr(args, name, pretrained.get(name, default))
@@ -660,6 +666,7 @@ def preload_training_data(args, dataset, mode, class_names, multi_label):
 def build_model(args, channels, class_names, multi_label):
     """The U-Net (new from the preset, or the pretrained one) and the training scheduler."""
     num_classes = len(class_names) if class_names else None
+    kept_scheduler_settings = {}  # a fine-tune keeps every other setting of the pretrained scheduler
     if args.pretrained_model_name_or_path is None:
         model = make_unet(
             args.model_preset,
@@ -671,7 +678,8 @@ def build_model(args, channels, class_names, multi_label):
         )
     else:
         folder = pretrained_folder(args.pretrained_model_name_or_path, cache_dir=args.cache_dir)
-        unet_config, _, id2label = read_pretrained_configs(folder)
+        unet_config, scheduler_config, id2label = read_pretrained_configs(folder)
+        kept_scheduler_settings = pretrained_scheduler_settings(scheduler_config)
         if unet_config["in_channels"] != channels:
             raise ValueError(
                 f"The pretrained U-Net takes {unet_config['in_channels']} channel(s) and the data has {channels}."
@@ -692,6 +700,7 @@ def build_model(args, channels, class_names, multi_label):
         beta_start=args.beta_start,
         beta_end=args.beta_end,
         prediction_type=args.prediction_type,
+        **kept_scheduler_settings,
     )
     return model, noise_scheduler
 
@@ -830,15 +839,17 @@ def non_finite_loss_message(args, checkpoints_dir, value, step):
 
 
 def write_run_folder(args, model, noise_scheduler, class_names):
-    """Create (or, resuming, keep) the marked run folder and record the run's settings and what its pipeline is made
-    of, so that export_checkpoint.py can turn any checkpoint into a pipeline (main process)."""
+    """Take the run folder for this run (refused when another process writes there), create (or, resuming, keep) it
+    marked, and record the run's settings and what its pipeline is made of, so that export_checkpoint.py can turn any
+    checkpoint into a pipeline (main process). Returns the folder's lock, held until the run ends."""
     resuming = args.resume_from_checkpoint is not None
-    prepare_output_dir(
+    run_lock = open_run_folder(
         args.output_dir, args.overwrite_output_dir, data_paths(args), resume=resuming, script="train_image.py"
     )
     with open(os.path.join(args.output_dir, "run_config.json"), "w") as f:
         json.dump({key: value for key, value in vars(args).items() if key != "hub_token"}, f, indent=2)
     write_pipeline_config(args.output_dir, model, noise_scheduler, dict(enumerate(class_names or [])))
+    return run_lock
 
 
 def make_dataloader(args, rows, num_images, accelerator, speed, preloaded):
@@ -884,7 +895,10 @@ def make_ema(args, accelerator, model, speed):
 
 def resume_position(args, accelerator, checkpoints_dir, states, process_states, loss_log, steps_per_epoch):
     """With --resume_from_checkpoint: restore the checkpoint's state; returns (step, epoch, batches to skip in it)."""
-    found = resolve_checkpoint(checkpoints_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
+    found = None
+    if args.resume_from_checkpoint:
+        run_id = read_run_id(args.output_dir)  # only this run's own checkpoints are taken
+        found = resolve_checkpoint(checkpoints_dir, args.resume_from_checkpoint, run_id=run_id)
     if found is None:
         if args.resume_from_checkpoint:
             logger.info(f"No checkpoint yet in {checkpoints_dir}; starting a new run.")
@@ -957,8 +971,7 @@ def main(args):
     datasets.utils.logging.set_verbosity_error()
     # preloaded before the output folder is touched: an unreadable image stops the run here
     train_rows, image_cache, preload_seconds = training_rows(args, dataset, mode, class_names, multi_label, speed)
-    if accelerator.is_main_process:
-        write_run_folder(args, model, noise_scheduler, class_names)
+    run_lock = write_run_folder(args, model, noise_scheduler, class_names) if accelerator.is_main_process else None
     accelerator.wait_for_everyone()
     set_seed(args.seed)
 
@@ -978,6 +991,7 @@ def main(args):
     # Saved in the checkpoints as safetensors and JSON by ddpm_hf (never pickled), and restored from them.
     states, process_states = {"lr_scheduler": lr_scheduler, "ema": ema_model}, {"training_rng": training_rng}
     checkpoints_dir = os.path.join(args.output_dir, "checkpoints")
+    run_id = read_run_id(args.output_dir)  # recorded in each checkpoint: no other run takes it for its own
     losses_path = os.path.join(args.output_dir, "losses.jsonl")
     on_non_finite = functools.partial(non_finite_loss_message, args, checkpoints_dir)
     loss_log = DeferredLossLog(
@@ -988,6 +1002,8 @@ def main(args):
     )
     if global_step >= max_train_steps and os.path.isfile(os.path.join(args.output_dir, "metrics.json")):
         logger.info(f"{args.output_dir} finished its {max_train_steps} steps already: nothing to train.")
+        if run_lock is not None:
+            run_lock.release()
         return accelerator.end_training()
     init_trackers(args, accelerator)
     logger.info(
@@ -1066,6 +1082,7 @@ def main(args):
                     args.checkpoints_total_limit,
                     states=states,
                     process_states=process_states,
+                    run_id=run_id,
                 )
             if global_step >= max_train_steps:
                 break
@@ -1092,6 +1109,7 @@ def main(args):
         save_final_outputs(
             args, accelerator, pipeline, metrics_now(pipeline), row_conditions, global_step, num_epochs - 1
         )
+        run_lock.release()
     accelerator.end_training()
 
 
