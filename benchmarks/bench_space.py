@@ -40,7 +40,9 @@ def parse_args(argv=None):
     parser.add_argument("--model", type=str, default="outputs/digits", help="Pipeline folder or Hub id.")
     parser.add_argument("--clients", type=int, default=20, help="Simultaneous /generate requests.")
     parser.add_argument("--num_images", type=int, default=4, help="Images per request.")
-    parser.add_argument("--sampler", type=str, default="DPM-Solver++", choices=list(app.SAMPLERS))
+    parser.add_argument(
+        "--sampler", type=str, default="DPM-Solver++", help="A sampler the app offers: DDPM, DDIM or DPM-Solver++."
+    )
     parser.add_argument("--num_steps", type=int, default=20, help="Sampling steps per request.")
     parser.add_argument("--guidance_scale", type=float, default=3.0, help="Guidance scale s.")
     parser.add_argument(

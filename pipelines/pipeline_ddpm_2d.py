@@ -1,6 +1,7 @@
 """DiffusionPipeline for DDPMs on low-dimensional points (the course's 2D toy lab).
 
-This file and the input checks beside it import only torch and diffusers so that they can travel next to a saved model.
+This file and the modules it imports relatively (input_checks, portable_folder) import only torch, numpy, diffusers and
+huggingface_hub, so that they can travel next to a saved model.
 """
 
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ from .input_checks import (
     check_output_type,
     check_scheduler_can_step,
 )
+from .portable_folder import PortableFolderMixin
 
-OUTPUT_TYPES = ("np", "pt")
+OUTPUT_TYPES = ("np", "numpy", "pt")  # "numpy" is "np", as in diffusers
 
 
 @dataclass
@@ -37,9 +39,11 @@ class DDPM2DPipelineOutput(BaseOutput):
     trajectory: np.ndarray | torch.Tensor | None = None
 
 
-class DDPM2DPipeline(DiffusionPipeline):
+class DDPM2DPipeline(PortableFolderMixin, DiffusionPipeline):
     """
-    Samples points from a DDPM whose noise network works on vectors, such as the 2D toy MLP.
+    Samples points from a DDPM whose noise network works on vectors, such as the 2D toy MLP. Saved folders carry the
+    source of the pipeline, the model and the scheduler, and load in plain diffusers with `trust_remote_code=True`;
+    `from_pretrained` never runs it and reads safetensors weights only (`PortableFolderMixin`).
 
     Args:
         model: Network called as `model(x_t, t).sample`, e.g. `ddpm_hf.MLP2DModel`; its config holds `sample_dim`.
@@ -60,13 +64,6 @@ class DDPM2DPipeline(DiffusionPipeline):
         check_generator(generator, batch_size)
         check_scheduler_can_step(self.scheduler)
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        """`DiffusionPipeline.from_pretrained`, reading weights from safetensors only unless `use_safetensors=False`
-        is passed: a folder holding only pickled (.bin) weights is refused, never unpickled."""
-        kwargs.setdefault("use_safetensors", True)
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-
     @torch.no_grad()
     def __call__(
         self,
@@ -82,7 +79,7 @@ class DDPM2DPipeline(DiffusionPipeline):
             batch_size (`int`, defaults to 2048): Number of points to generate.
             generator (`torch.Generator`, *optional*): Makes sampling deterministic.
             num_inference_steps (`int`, *optional*): Reverse steps; defaults to the scheduler's num_train_timesteps.
-            output_type (`str`, defaults to `"np"`): `"np"` for numpy arrays or `"pt"` for torch tensors.
+            output_type (`str`, defaults to `"np"`): `"np"` (or `"numpy"`) for numpy arrays or `"pt"` for tensors.
             return_trajectory (`bool`, defaults to `False`): Also return every intermediate x_t.
             return_dict (`bool`, defaults to `True`): Return a [`DDPM2DPipelineOutput`] instead of a tuple.
 
@@ -121,7 +118,7 @@ class DDPM2DPipeline(DiffusionPipeline):
         check_finite(sample)
         if return_trajectory:
             trajectory = torch.stack(trajectory)
-        if output_type == "np":
+        if output_type != "pt":
             sample = sample.float().cpu().numpy()
             trajectory = trajectory.float().cpu().numpy() if return_trajectory else None
 

@@ -1,16 +1,19 @@
 """DiffusionPipeline for image DDPMs: unconditional, class-conditional or multi-label, with classifier-free guidance.
 
-This file and the modules it imports relatively (class_conditions, compiled_sampling, input_checks, portable_folder)
-import only torch, numpy, PIL, diffusers and huggingface_hub, so that they can travel next to a saved model.
+This file and the modules it imports relatively (class_conditions, compiled_sampling, input_checks, portable_folder,
+samplers) import only torch, numpy, PIL, diffusers and huggingface_hub, so that they can travel next to a saved model.
 """
 
+import inspect
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import DiffusionPipeline
+from diffusers import DDPMPipeline, DDPMScheduler, DiffusionPipeline, UNet2DModel
 from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -28,11 +31,12 @@ from .input_checks import (
     check_unet_output_channels,
     image_size,
 )
-from .portable_folder import PortableFolderMixin
+from .portable_folder import PortableFolderMixin, check_safe_serialization, module_source_files, upload_saved_folder
+from .samplers import make_sampler
 
 logger = logging.get_logger(__name__)
 
-OUTPUT_TYPES = ("pil", "np", "pt")
+OUTPUT_TYPES = ("pil", "np", "numpy", "pt")  # "numpy" is "np", as diffusers' DDPMPipeline takes it
 
 
 @dataclass
@@ -53,7 +57,8 @@ class DDPMCFGPipeline(PortableFolderMixin, DiffusionPipeline):
     multi-hot vector with a row of zeros as the null condition. Sampling then uses classifier-free guidance,
     eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond), with both passes in one batched forward. The
     course's omega is guidance_scale - 1. Saved folders carry their source and load in plain diffusers with
-    `trust_remote_code=True` (`PortableFolderMixin`).
+    `trust_remote_code=True` (`PortableFolderMixin`); an unconditional model of diffusers' own U-Net and DDPM
+    schedule can also be saved as diffusers' `DDPMPipeline` (`save_pretrained(..., as_ddpm_pipeline=True)`).
 
     Args:
         unet (`UNet2DModel`): The noise network; its `sample_size` (one side, or [height, width]) is the image size.
@@ -74,6 +79,7 @@ class DDPMCFGPipeline(PortableFolderMixin, DiffusionPipeline):
             id2label = check_id2label(id2label, self.num_classes, self.is_multi_label)
         self.register_to_config(id2label=id2label or None)
         self._compiled_step = None
+        self._ddpm_scheduler = scheduler  # the model's own DDPM scheduler, which set_sampler builds every sampler from
 
     @property
     def is_multi_label(self) -> bool:
@@ -132,6 +138,84 @@ class DDPMCFGPipeline(PortableFolderMixin, DiffusionPipeline):
         """Go back to the plain loop (`scheduler.step` after each U-Net call)."""
         self._compiled_step = None
 
+    def set_sampler(self, name: str):
+        """
+        Sample with the named sampler (`samplers.SAMPLERS`): `"ddpm"` (the model's own DDPM scheduler, ancestral),
+        `"ddim"` (eta 0, no x0 clipping) or `"dpm_solver++"` (second order), built from the model's own scheduler
+        config, whatever sampler was set before. A posterior-mean model can only be stepped by `"ddpm"`.
+
+        Example:
+            ```py
+            >>> pipe.set_sampler("dpm_solver++")
+            >>> images = pipe(class_labels=["3"], num_inference_steps=20).images
+            ```
+        """
+        if isinstance(self.scheduler, DDPMScheduler):  # the model's DDPM scheduler, or a DDPM one put in its place
+            self._ddpm_scheduler = self.scheduler
+        ddpm_class = type(self._ddpm_scheduler)
+        if not issubclass(ddpm_class, DDPMScheduler):
+            ddpm_class = DDPMScheduler
+        self.scheduler = make_sampler(name, self._ddpm_scheduler.config, ddpm_class)
+
+    def ddpm_pipeline_obstacle(self) -> str | None:
+        """Why diffusers' own `DDPMPipeline` could not sample this model as this pipeline does, or None when it can:
+        it runs an unconditional `UNet2DModel` with diffusers' `DDPMScheduler`, which knows every prediction type but
+        the posterior mean."""
+        scheduler = self._ddpm_scheduler
+        if type(self.unet) is not UNet2DModel:
+            return f"its U-Net is a {type(self.unet).__name__}, not diffusers' UNet2DModel"
+        if self.num_classes is not None or self.unet.config.class_embed_type is not None:
+            return "it is class-conditional"
+        if not isinstance(scheduler, DDPMScheduler):
+            return f"its scheduler is a {type(scheduler).__name__}, not a DDPM scheduler"
+        if scheduler.config.prediction_type not in ("epsilon", "sample", "v_prediction"):
+            return f"it predicts {scheduler.config.prediction_type!r}, which diffusers' DDPMScheduler cannot step"
+        return None
+
+    def to_ddpm_pipeline(self) -> DDPMPipeline:
+        """
+        diffusers' own `DDPMPipeline` with this U-Net (shared, not copied) and the model's DDPM schedule as diffusers'
+        `DDPMScheduler`: for the same seed and steps it gives this pipeline's images bit for bit in float32. Only for
+        an unconditional `UNet2DModel` that does not predict the posterior mean; otherwise a `ValueError` says why.
+        """
+        obstacle = self.ddpm_pipeline_obstacle()
+        if obstacle is not None:
+            raise ValueError(f"This model cannot be a diffusers DDPMPipeline: {obstacle}. Save it as it is instead.")
+        return DDPMPipeline(unet=self.unet, scheduler=DDPMScheduler.from_config(self._ddpm_scheduler.config))
+
+    def save_pretrained(
+        self,
+        save_directory,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        push_to_hub: bool = False,
+        as_ddpm_pipeline: bool = False,
+        **kwargs,
+    ):
+        """
+        Saves the pipeline with its source copies (`PortableFolderMixin.save_pretrained`), or with
+        `as_ddpm_pipeline=True` as diffusers' own `DDPMPipeline` (`to_ddpm_pipeline`): a folder with no code that
+        `DDPMPipeline.from_pretrained` and `DiffusionPipeline.from_pretrained` load as it is, and this class too.
+
+        Args:
+            save_directory (`str` or `os.PathLike`): The folder to write.
+            safe_serialization (`bool`, defaults to `True`): Must stay `True`: weights are saved as safetensors only.
+            variant (`str`, *optional*): Weights variant, as in diffusers.
+            push_to_hub (`bool`, defaults to `False`): Also upload the folder (`repo_id`, `token`, `private`,
+                `commit_message` and `create_pr` are read from the keyword arguments).
+            as_ddpm_pipeline (`bool`, defaults to `False`): Write diffusers' `DDPMPipeline` layout; a model that needs
+                this pipeline (`ddpm_pipeline_obstacle`) is refused with the reason.
+        """
+        if not as_ddpm_pipeline:
+            return super().save_pretrained(save_directory, safe_serialization, variant, push_to_hub, **kwargs)
+        check_safe_serialization(safe_serialization)
+        self.to_ddpm_pipeline().save_pretrained(save_directory, safe_serialization=True, variant=variant)
+        # the sampler table beside it (diffusers ignores it), so that the Space offers DDIM and DPM-Solver++ for it
+        for source_file in module_source_files(inspect.getsourcefile(make_sampler)):
+            shutil.copy(source_file, os.path.join(save_directory, os.path.basename(source_file)))
+        if push_to_hub:
+            upload_saved_folder(save_directory, "DDPMPipeline", **kwargs)
+
     def guided_model_output(self, sample, timestep, conditions, guidance_scale, use_guidance: bool):
         """The U-Net's output at x_t; with guidance, eps_uncond + s * (eps_cond - eps_uncond) from one batched forward
         whose second half holds the null conditions."""
@@ -187,7 +271,7 @@ class DDPMCFGPipeline(PortableFolderMixin, DiffusionPipeline):
                 omega is s - 1. With s = 1 (or 0, or no labels) only one pass runs per step.
             num_inference_steps (`int`, *optional*): Reverse steps; defaults to the scheduler's num_train_timesteps.
             generator (`torch.Generator` or a list of one per image, *optional*): Makes sampling deterministic.
-            output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"` (N, H, W, C) in [0, 1], or `"pt"`.
+            output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"` (or `"numpy"`; N, H, W, C in [0, 1]), or `"pt"`.
             return_dict (`bool`, defaults to `True`): Return a [`DDPMCFGPipelineOutput`] instead of a tuple.
             callback_on_step_end (`Callable`, *optional*): Called as `callback(pipe, step_index, timestep,
                 callback_kwargs)` after every step with the tensors named in `callback_on_step_end_tensor_inputs`

@@ -4,7 +4,8 @@
 copies of the pipeline's source files (its module and the modules it imports relatively) and of each component's source
 that diffusers lacks, in diffusers' custom-pipeline layout, so that `DiffusionPipeline.from_pretrained(path,
 trust_remote_code=True)` runs them without ddpm_hf installed. Its own `from_pretrained` reads the same folder with the
-classes this process has imported, never the copies, and reads weights from safetensors only.
+classes this process has imported, never the copies, and reads weights from safetensors only; it also reads folders of
+diffusers' own `DDPMPipeline`, whose `DDPMScheduler` it reads as `ExtendedDDPMScheduler` where that is imported.
 
 This file imports only the standard library, diffusers and huggingface_hub, so that it can travel with a saved model.
 """
@@ -20,12 +21,15 @@ from diffusers.configuration_utils import ConfigMixin
 from diffusers.utils.hub_utils import load_or_create_model_card, populate_model_card
 from huggingface_hub import ModelCard, create_repo, snapshot_download, upload_folder
 
-COMPONENT_NAMES = ("unet", "scheduler")
 # Libraries diffusers loads components from by name; components of any other module travel as source copies.
 LOADABLE_LIBRARIES = ("diffusers", "transformers")
 # What `from_pretrained` fetches from the Hub: configs, the model card and safetensors weights, never the source copies
 # (those run only on the plain-diffusers route, with trust_remote_code=True).
 HUB_DATA_PATTERNS = ["model_index.json", "README.md", "*/*.json", "*/*.safetensors"]
+# diffusers' own DDPM scheduler, and ddpm_hf's subclass of it, which a DDPMPipeline folder's scheduler is read as: the
+# same DDPM (bit for bit in float32), exact in half precision, and able to run compiled.
+DIFFUSERS_DDPM = ["diffusers", "DDPMScheduler"]
+EXTENDED_DDPM = "ExtendedDDPMScheduler"
 # The relative imports diffusers follows when it loads a pipeline module from a folder (`from .name import ...`).
 RELATIVE_IMPORT = re.compile(r"^\s*from\s+\.(\w+)\s+import", flags=re.MULTILINE)
 
@@ -63,20 +67,51 @@ def copy_source(component_class: type, folder: str) -> str:
     return os.path.splitext(os.path.basename(source_file))[0]
 
 
+def component_names(model_index: dict) -> list[str]:
+    """The components a model_index.json names: its entries of the form [library or module, class name]."""
+    return [
+        name
+        for name, value in model_index.items()
+        if not name.startswith("_") and isinstance(value, (list, tuple)) and len(value) == 2
+    ]
+
+
 def source_copies(folder: str) -> list[str]:
     """The .py files a saved pipeline folder carries for plain diffusers (at its root and in its component folders),
     as paths relative to `folder`."""
+    with open(os.path.join(folder, "model_index.json")) as f:
+        components = component_names(json.load(f))
     paths = []
-    for subfolder in ("",) + COMPONENT_NAMES:
+    for subfolder in ["", *components]:
         directory = os.path.join(folder, subfolder)
         if os.path.isdir(directory):
             paths += [os.path.join(subfolder, name) for name in sorted(os.listdir(directory)) if name.endswith(".py")]
     return [path.replace(os.sep, "/") for path in paths]
 
 
+def check_safe_serialization(safe_serialization: bool) -> None:
+    if not safe_serialization:
+        raise ValueError("safe_serialization=False is not supported: this pipeline saves safetensors only.")
+
+
+def upload_saved_folder(save_directory: str | os.PathLike, class_name: str, **kwargs) -> None:
+    """Uploads a folder just saved, exactly as written: `save_pretrained(..., push_to_hub=True)`. `repo_id` (defaults
+    to the folder's name), `token`, `private`, `commit_message` and `create_pr` are read from the keyword arguments."""
+    repo_id = kwargs.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))
+    token = kwargs.pop("token", None)
+    repo_id = create_repo(repo_id, private=kwargs.pop("private", None), token=token, exist_ok=True).repo_id
+    upload_folder(
+        repo_id=repo_id,
+        folder_path=save_directory,
+        token=token,
+        commit_message=kwargs.pop("commit_message", None) or f"Upload {class_name}",
+        create_pr=kwargs.pop("create_pr", False),
+    )
+
+
 class PortableFolderMixin:
     """`save_pretrained` with source copies, `from_pretrained` without running them, and `push_to_hub` of the folder
-    with a model card, for a `DiffusionPipeline` whose components are named in `COMPONENT_NAMES`."""
+    with a model card, for a `DiffusionPipeline`."""
 
     @classmethod
     def load_config(cls, *args, **kwargs):
@@ -89,8 +124,12 @@ class PortableFolderMixin:
         config = loaded[0] if isinstance(loaded, tuple) else loaded
         if isinstance(config.get("_class_name"), (list, tuple)):
             config["_class_name"] = config["_class_name"][1]
-        for name in COMPONENT_NAMES:
-            library, class_name = config.get(name, (None, None))
+        if config.get("_class_name") == "DDPMPipeline" and list(config.get("scheduler", ())) == DIFFUSERS_DDPM:
+            extended = imported_class(EXTENDED_DDPM)
+            if extended is not None:
+                config["scheduler"] = [extended.__module__, EXTENDED_DDPM]
+        for name in component_names(config):
+            library, class_name = config[name]
             if library is None or "." in library or library in LOADABLE_LIBRARIES:
                 continue
             local_class = imported_class(class_name)
@@ -141,33 +180,23 @@ class PortableFolderMixin:
             push_to_hub (`bool`, defaults to `False`): Also upload the folder; `repo_id` (defaults to the folder's
                 name), `token`, `private`, `commit_message` and `create_pr` are read from the keyword arguments.
         """
-        if not safe_serialization:
-            raise ValueError("safe_serialization=False is not supported: this pipeline saves safetensors only.")
+        check_safe_serialization(safe_serialization)
         super().save_pretrained(save_directory, safe_serialization=True, variant=variant)
         index_path = os.path.join(save_directory, "model_index.json")
         with open(index_path) as f:
             model_index = json.load(f)
         model_index.pop("_name_or_path", None)  # a local path of the machine that saved it; not part of the model
         model_index["_class_name"] = [copy_source(type(self), save_directory), type(self).__name__]
-        for name in COMPONENT_NAMES:
+        for name in component_names(model_index):
             component = getattr(self, name)
-            if type(component).__module__.split(".")[0] not in LOADABLE_LIBRARIES:
+            if component is not None and type(component).__module__.split(".")[0] not in LOADABLE_LIBRARIES:
                 module_name = copy_source(type(component), os.path.join(save_directory, name))
                 model_index[name] = [module_name, type(component).__name__]
         with open(index_path, "w") as f:
             json.dump(model_index, f, indent=2, sort_keys=True)
             f.write("\n")
         if push_to_hub:
-            repo_id = kwargs.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))
-            token = kwargs.pop("token", None)
-            repo_id = create_repo(repo_id, private=kwargs.pop("private", None), token=token, exist_ok=True).repo_id
-            upload_folder(
-                repo_id=repo_id,
-                folder_path=save_directory,
-                token=token,
-                commit_message=kwargs.pop("commit_message", None) or f"Upload {type(self).__name__}",
-                create_pr=kwargs.pop("create_pr", False),
-            )
+            upload_saved_folder(save_directory, type(self).__name__, **kwargs)
 
     def push_to_hub(
         self,

@@ -6,12 +6,13 @@ sampler and a seed, and watch images appear.
 The model is the --model flag, else the DDPM_HF_MODEL environment variable, else outputs/digits (what the README's
 main job writes): a saved DDPMCFGPipeline folder, or diffusers' own unconditional DDPMPipeline folder, or a Hub id of
 either. The app needs only torch, diffusers and gradio: it loads the folder with plain diffusers, which runs the
-pipeline and scheduler source saved in it, and only calls the pipeline. `/generate` is also an API endpoint for
-gradio_client.
+pipeline and scheduler source saved in it, takes the samplers from ddpm-hf's sampler table saved there too, and only
+calls the pipeline. `/generate` is also an API endpoint for gradio_client.
 """
 
 import argparse
 import asyncio
+import importlib
 import math
 import os
 import random
@@ -24,18 +25,16 @@ from pathlib import Path
 
 import gradio as gr
 import torch
-from diffusers import DDIMScheduler, DDPMPipeline, DiffusionPipeline, DPMSolverMultistepScheduler
+from diffusers import DDPMPipeline, DiffusionPipeline
+from diffusers.utils import get_class_from_dynamic_module
 from PIL import Image
 
 DEFAULT_MODEL = "outputs/digits"
-# name -> (scheduler class, config overrides, usual number of steps); None: the model's own DDPM scheduler, all T
-# steps. As ddpm_hf's named samplers: DDIM without x0 clipping, since it re-derives epsilon from the clipped x0 and
-# with guidance that epsilon is far off and the samples collapse; DPM-Solver++ of second order.
-SAMPLERS = {
-    "DDPM": (None, {}, None),
-    "DDIM": (DDIMScheduler, {"clip_sample": False}, 50),
-    "DPM-Solver++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}, 20),
-}
+# Where ddpm-hf's sampler table (pipelines/samplers.py) is found: beside the pipeline's own module (the copy a saved
+# DDPMCFGPipeline folder carries), else in an installed ddpm_hf.
+SAMPLER_TABLE_MODULE = "samplers"
+INSTALLED_SAMPLER_TABLE = "ddpm_hf.pipelines.samplers"
+SAMPLER_TABLE_PARTS = ("SAMPLERS", "make_sampler", "default_num_steps", "samplers_for")
 MAX_IMAGES = 16  # per request
 MAX_STEPS = 1000  # per request, and never more than the model's T
 MAX_GUIDANCE = 20.0
@@ -156,11 +155,32 @@ def load_pipeline(model: str) -> DiffusionPipeline:
     return pipe.to(device=device, dtype=dtype)
 
 
-def samplers_for(pipe) -> list[str]:
-    """The samplers that can step `pipe`'s model: only its own DDPM scheduler knows posterior-mean prediction."""
-    if pipe.scheduler.config.get("prediction_type") == "mean":
-        return ["DDPM"]
-    return list(SAMPLERS)
+def sampler_table(pipe):
+    """
+    ddpm-hf's sampler table (the module pipelines/samplers.py): the copy saved beside a DDPMCFGPipeline folder's
+    pipeline or in a DDPMPipeline folder that ddpm-hf saved, else ddpm_hf's when it is installed. None when neither is
+    there (another DDPMPipeline folder served without ddpm_hf, or a folder saved before the table travelled): then the
+    model's own scheduler is the one sampler.
+    """
+    candidates = [INSTALLED_SAMPLER_TABLE]
+    if hasattr(pipe, "num_classes"):  # a DDPMCFGPipeline: its module's folder holds the table
+        candidates.insert(0, f"{type(pipe).__module__.rpartition('.')[0]}.{SAMPLER_TABLE_MODULE}")
+    else:  # diffusers' DDPMPipeline, saved by ddpm-hf with the table beside model_index.json
+        try:
+            copy = get_class_from_dynamic_module(
+                pipe.name_or_path, f"{SAMPLER_TABLE_MODULE}.py", class_name="Sampler", trust_remote_code=True
+            )
+            candidates.insert(0, copy.__module__)
+        except Exception:  # noqa: BLE001 - no table there (missing file, a Hub error, another module): it is optional
+            pass  # then ddpm_hf's, else the model's own scheduler
+    for name in candidates:
+        try:
+            table = importlib.import_module(name)
+        except ImportError:
+            continue
+        if all(hasattr(table, part) for part in SAMPLER_TABLE_PARTS):
+            return table
+    return None
 
 
 def report_each_step(scheduler, on_step) -> None:
@@ -176,22 +196,6 @@ def report_each_step(scheduler, on_step) -> None:
         return output
 
     scheduler.step = reporting_step
-
-
-def make_sampler(name: str, scheduler):
-    """A scheduler of sampler `name` with the noise schedule and prediction type of `scheduler`."""
-    scheduler_class, overrides, _ = SAMPLERS[name]
-    return (scheduler_class or type(scheduler)).from_config(scheduler.config, **overrides)
-
-
-def default_num_steps(name: str, num_train_timesteps: int) -> int:
-    """The usual steps of sampler `name`, as ddpm_hf's named samplers have them: at most T, and at most T // 2 for
-    DPM-Solver++, whose rounded timesteps repeat beyond that (a repeated timestep divides by zero)."""
-    steps = SAMPLERS[name][2]
-    if steps is None:
-        return num_train_timesteps
-    limit = max(num_train_timesteps // 2, 1) if name == "DPM-Solver++" else num_train_timesteps
-    return min(steps, limit)
 
 
 def quote(value) -> str:
@@ -239,29 +243,65 @@ def save_gif(frames: list[Image.Image], path: str) -> None:
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)
 
 
-def build_demo(pipe, title: str = "ddpm-hf") -> gr.Blocks:
-    """The Blocks app around `pipe` (a DDPMCFGPipeline or diffusers' DDPMPipeline, as `load_pipeline` gives it); the
-    caller queues and launches it (see `main`)."""
-    takes_labels = hasattr(pipe, "num_classes")  # DDPMCFGPipeline; diffusers' DDPMPipeline is unconditional
-    class_names = list(pipe.id2label.values()) if takes_labels and pipe.num_classes else []  # in id order
-    multi_label = takes_labels and pipe.is_multi_label
-    samplers = samplers_for(pipe)
-    num_train_timesteps = pipe.scheduler.config.num_train_timesteps
-    max_steps = min(MAX_STEPS, num_train_timesteps)
-    height, width = image_size(pipe)
-    upscale = max(1, DISPLAY_SIZE // max(height, width))
-    # Sampling runs here, at most CONCURRENCY requests at a time, even while a stopped request finishes its last step.
-    sampling_threads = ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="ddpm-hf-sampling")
+class ServedModel:
+    """
+    The pipeline the demo serves (a DDPMCFGPipeline or diffusers' DDPMPipeline, as `load_pipeline` gives it), what
+    its controls offer (classes or labels, samplers, steps), the checks of a request and the sampling of one.
 
-    def selected_labels(class_name) -> list:
+    Sampling runs on `sampling_threads`, at most CONCURRENCY requests at a time, even while a stopped request finishes
+    its last step; `generate` waits for its request's thread and stops it when the request is cancelled or its client
+    goes away.
+    """
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+        self.takes_labels = hasattr(pipe, "num_classes")  # DDPMCFGPipeline; diffusers' DDPMPipeline is unconditional
+        self.class_names = list(pipe.id2label.values()) if self.takes_labels and pipe.num_classes else []  # id order
+        self.multi_label = self.takes_labels and pipe.is_multi_label
+        self.table = sampler_table(pipe)
+        self.num_train_timesteps = pipe.scheduler.config.num_train_timesteps
+        self.max_steps = min(MAX_STEPS, self.num_train_timesteps)
+        # sampler title -> name in the table (None: the model's own scheduler, when there is no table)
+        if self.table is None:
+            self.sampler_names = {"DDPM": None}
+        else:
+            names = self.table.samplers_for(pipe.scheduler.config)
+            self.sampler_names = {self.table.SAMPLERS[name].title: name for name in names}
+        self.samplers = list(self.sampler_names)
+        self.height, self.width = image_size(pipe)
+        self.upscale = max(1, DISPLAY_SIZE // max(self.height, self.width))
+        self.sampling_threads = ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="ddpm-hf-sampling")
+
+    @property
+    def kind(self) -> str:
+        return "Multi-label" if self.multi_label else "Class-conditional" if self.class_names else "Unconditional"
+
+    def default_steps(self, sampler: str) -> int:
+        """The usual number of steps of `sampler` (its title) for this model, within the demo's limit."""
+        name = self.sampler_names[sampler]
+        steps = (
+            self.num_train_timesteps if name is None else self.table.default_num_steps(name, self.num_train_timesteps)
+        )
+        return min(steps, self.max_steps)
+
+    def make_scheduler(self, sampler: str):
+        """A new scheduler of `sampler` (its title), built from the model's own scheduler."""
+        scheduler, name = self.pipe.scheduler, self.sampler_names[sampler]
+        if name is None:
+            return type(scheduler).from_config(scheduler.config)
+        return self.table.make_sampler(name, scheduler.config, type(scheduler))
+
+    def selected_labels(self, class_name) -> list:
         """A multi-label model's labels from the multi-select (a list) or the API (names separated by commas)."""
         if isinstance(class_name, str):
             return [name.strip() for name in class_name.split(",") if name.strip()]
         return list(class_name or [])
 
-    def check(class_name, guidance_scale, num_images, sampler, num_steps, seed):
-        if multi_label:
-            labels = selected_labels(class_name)
+    def check(self, class_name, guidance_scale, num_images, sampler, num_steps, seed) -> None:
+        """Refuse a request's bad values with a message that names the field and what is allowed."""
+        class_names = self.class_names
+        if self.multi_label:
+            labels = self.selected_labels(class_name)
             unknown = [label for label in labels if label not in class_names]
             if unknown or not labels or len(set(labels)) != len(labels):
                 raise refuse(
@@ -280,96 +320,110 @@ def build_demo(pipe, title: str = "ddpm-hf") -> gr.Blocks:
             raise refuse(f"Guidance scale must be between 0 and {MAX_GUIDANCE}, got {quote(guidance_scale)}.")
         if not is_whole_number(num_images, 1, MAX_IMAGES):
             raise refuse(f"Number of images must be a whole number from 1 to {MAX_IMAGES}, got {quote(num_images)}.")
-        if sampler not in samplers:
-            if sampler in SAMPLERS:
+        if sampler not in self.samplers:
+            if self.table is not None and sampler in [entry.title for entry in self.table.SAMPLERS.values()]:
                 raise refuse(
                     f"This model predicts the posterior mean, which only the DDPM sampler can step; got {sampler}."
                 )
-            raise refuse(f"Unknown sampler {quote(sampler)}; choose one of {samplers}.")
-        if not is_whole_number(num_steps, 1, max_steps):
-            raise refuse(f"Steps must be a whole number from 1 to {max_steps}, got {quote(num_steps)}.")
+            raise refuse(f"Unknown sampler {quote(sampler)}; choose one of {self.samplers}.")
+        if not is_whole_number(num_steps, 1, self.max_steps):
+            raise refuse(f"Steps must be a whole number from 1 to {self.max_steps}, got {quote(num_steps)}.")
         if not is_whole_number(seed, 0, 2**63 - 1):
             raise refuse(f"Seed must be a whole number from 0 to 2**63 - 1, got {quote(seed)}.")
 
+    def sample(self, request: dict, on_step) -> torch.Tensor:
+        """The images of a checked request, (N, C, H, W) in [0, 1], with `on_step` called after every step. A pipeline
+        per request: schedulers keep per-call state, the U-Net weights are shared."""
+        scheduler = self.make_scheduler(request["sampler"])
+        generator = torch.Generator().manual_seed(request["seed"])  # on the CPU: the same noise on every device
+        call = dict(batch_size=request["num_images"], num_inference_steps=request["num_steps"], generator=generator)
+        if not self.takes_labels:  # diffusers' DDPMPipeline: no labels, no guidance, images as (N, H, W, C) arrays
+            pipe = DDPMPipeline(unet=self.pipe.unet, scheduler=scheduler)
+            pipe.set_progress_bar_config(disable=True)
+            report_each_step(pipe.scheduler, on_step)
+            images = pipe(**call, output_type="np").images
+            return torch.from_numpy(images).permute(0, 3, 1, 2)
+        pipe = type(self.pipe)(unet=self.pipe.unet, scheduler=scheduler, id2label=self.pipe.id2label)
+        pipe.set_progress_bar_config(disable=True)
+        class_labels = None
+        if self.class_names:  # a multi-label model: one condition, the selected labels, for every image
+            class_labels = [request["labels"]] if self.multi_label else request["class_name"]
+        return pipe(
+            class_labels=class_labels,
+            guidance_scale=float(request["guidance_scale"]),
+            output_type="pt",
+            callback_on_step_end=on_step,
+            **call,
+        ).images
+
     async def generate(
-        class_name, guidance_scale, num_images, sampler, num_steps, seed, random_seed, progress=PROGRESS
+        self, class_name, guidance_scale, num_images, sampler, num_steps, seed, random_seed, progress=PROGRESS
     ):
         """Sample in a worker thread while this generator waits for it, yielding to Gradio every UPDATE_SECONDS. A
         cancelled request (its task is cancelled) or one whose client went away (Gradio closes the generator at the
         next yield) sets `stop`, and the worker stops at the end of its current step. The GIF's temporary folder goes
         when Gradio asks for the item after the last one, by which time it has copied the GIF into its cache, or when
         it closes the generator."""
-        check(class_name, guidance_scale, num_images, sampler, num_steps, seed)
+        self.check(class_name, guidance_scale, num_images, sampler, num_steps, seed)
         if random_seed:
             seed = random.randrange(2**31)
-        num_images, num_steps, seed = int(num_images), int(num_steps), int(seed)
-        # A pipeline per request: schedulers keep per-call state, the U-Net weights are shared.
-        scheduler = make_sampler(sampler, pipe.scheduler)
-        if takes_labels:
-            request_pipe = type(pipe)(unet=pipe.unet, scheduler=scheduler, id2label=pipe.id2label)
-        else:
-            request_pipe = DDPMPipeline(unet=pipe.unet, scheduler=scheduler)
-        request_pipe.set_progress_bar_config(disable=True)
-        class_labels = class_name if class_names else None
-        if multi_label:  # one condition, the selected labels, for every image
-            class_labels = [selected_labels(class_name)]
-            class_name = ", ".join(class_labels[0])
-        frames, keep_every = [], max(1, num_steps // GIF_FRAMES)
+        request = dict(class_name=class_name, guidance_scale=guidance_scale, num_images=int(num_images),
+                       sampler=sampler, num_steps=int(num_steps), seed=int(seed))  # fmt: skip
+        if self.multi_label:
+            request["labels"] = self.selected_labels(class_name)
+            class_name = ", ".join(request["labels"])
+        frames, keep_every = [], max(1, request["num_steps"] // GIF_FRAMES)
         steps_done, stop = [0], threading.Event()
 
         def on_step(_, step_index, timestep, callback_kwargs):
             if stop.is_set():
                 raise SamplingStopped()
-            progress((step_index + 1, num_steps), desc="Sampling", unit="steps")
-            if step_index % keep_every == 0 or step_index == num_steps - 1:
-                frames.append(image_grid(callback_kwargs["sample"], upscale))
+            progress((step_index + 1, request["num_steps"]), desc="Sampling", unit="steps")
+            if step_index % keep_every == 0 or step_index == request["num_steps"] - 1:
+                frames.append(image_grid(callback_kwargs["sample"], self.upscale))
             steps_done[0] = step_index + 1
             return {}
 
-        def sample(gif_path):
+        def work(gif_path):
             start = time.perf_counter()
-            generator = torch.Generator().manual_seed(seed)  # on the CPU: the same noise on every device
             try:
-                if takes_labels:
-                    images = request_pipe(
-                        class_labels=class_labels,
-                        batch_size=num_images,
-                        guidance_scale=float(guidance_scale),
-                        num_inference_steps=num_steps,
-                        generator=generator,
-                        output_type="pt",
-                        callback_on_step_end=on_step,
-                    ).images
-                else:  # diffusers' DDPMPipeline: no labels, no guidance, images as (N, H, W, C) arrays
-                    report_each_step(request_pipe.scheduler, on_step)
-                    images = request_pipe(
-                        batch_size=num_images, generator=generator, num_inference_steps=num_steps, output_type="np"
-                    ).images
-                    images = torch.from_numpy(images).permute(0, 3, 1, 2)
+                images = self.sample(request, on_step)
             except SamplingStopped:
                 return None
             seconds = time.perf_counter() - start
             save_gif(frames, gif_path)
-            return image_grid(images * 2 - 1, upscale), seconds
+            return image_grid(images * 2 - 1, self.upscale), seconds
 
         with tempfile.TemporaryDirectory(prefix="ddpm_hf_space_", ignore_cleanup_errors=True) as folder:
             gif_path = os.path.join(folder, "denoising.gif")
-            work = asyncio.get_running_loop().run_in_executor(sampling_threads, sample, gif_path)
+            running = asyncio.get_running_loop().run_in_executor(self.sampling_threads, work, gif_path)
             try:
-                while not (await asyncio.wait({work}, timeout=UPDATE_SECONDS))[0]:
+                while not (await asyncio.wait({running}, timeout=UPDATE_SECONDS))[0]:
                     # plain values: an update such as gr.skip() would make Gradio build new components every time
-                    yield None, None, f"Sampling: step {steps_done[0]} of {num_steps}"
-                grid, seconds = work.result()  # raises what the worker raised
-                what = f"image(s) of {'labels' if multi_label else 'class'} {class_name}" if class_name else "image(s)"
-                summary = f"{num_images} {what}, {sampler} {num_steps} steps, guidance {guidance_scale:g}, seed {seed}"
+                    yield None, None, f"Sampling: step {steps_done[0]} of {request['num_steps']}"
+                grid, seconds = running.result()  # raises what the worker raised
+                what = (
+                    f"image(s) of {'labels' if self.multi_label else 'class'} {class_name}"
+                    if class_name
+                    else "image(s)"
+                )
+                summary = (
+                    f"{request['num_images']} {what}, {sampler} {request['num_steps']} steps, guidance "
+                    f"{guidance_scale:g}, seed {request['seed']}"
+                )
                 yield grid, gif_path, f"{summary}: {seconds:.2f} s"
             finally:
                 stop.set()
 
-    kind = "Multi-label" if multi_label else "Class-conditional" if class_names else "Unconditional"
+
+def build_demo(pipe, title: str = "ddpm-hf") -> gr.Blocks:
+    """The Blocks app around `pipe` (a DDPMCFGPipeline or diffusers' DDPMPipeline, as `load_pipeline` gives it); the
+    caller queues and launches it (see `main`)."""
+    model = ServedModel(pipe)
+    class_names, multi_label, samplers = model.class_names, model.multi_label, model.samplers
     with gr.Blocks(title=title, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
-            f"# {title}\n{kind} DDPM, {width}x{height} images. "
+            f"# {title}\n{model.kind} DDPM, {model.width}x{model.height} images. "
             "Guidance scale s: eps = eps_uncond + s (eps_cond - eps_uncond); the course's omega is s - 1."
         )
         with gr.Row():
@@ -385,7 +439,7 @@ def build_demo(pipe, title: str = "ddpm-hf") -> gr.Blocks:
                 num_images = gr.Slider(1, MAX_IMAGES, value=9, step=1, label="Number of images")
                 sampler = gr.Radio(samplers, value=samplers[-1], label="Sampler")
                 num_steps = gr.Slider(
-                    1, max_steps, value=default_num_steps(samplers[-1], num_train_timesteps), step=1, label="Steps"
+                    1, model.max_steps, value=model.default_steps(samplers[-1]), step=1, label="Steps"
                 )
                 with gr.Row():
                     seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
@@ -396,7 +450,7 @@ def build_demo(pipe, title: str = "ddpm-hf") -> gr.Blocks:
                 animation = gr.Image(label="Denoising", type="filepath", height=360, elem_id="denoising")
                 timing = gr.Textbox(label="Time", elem_id="timing")
         sampler.change(
-            lambda name: gr.update(value=min(default_num_steps(name, num_train_timesteps), max_steps)),
+            lambda name: gr.update(value=model.default_steps(name)),
             inputs=sampler,
             outputs=num_steps,
             api_visibility="private",
@@ -415,18 +469,10 @@ def build_demo(pipe, title: str = "ddpm-hf") -> gr.Blocks:
             ]
             api_trigger = gr.Button()
         outputs = [grid, animation, timing]
-        api_trigger.click(
-            generate, api_inputs, outputs, api_name="generate", concurrency_limit=CONCURRENCY, concurrency_id="sample"
-        )
+        sampling = dict(concurrency_limit=CONCURRENCY, concurrency_id="sample")
+        api_trigger.click(model.generate, api_inputs, outputs, api_name="generate", **sampling)
         ui_inputs = [class_name, guidance_scale, num_images, sampler, num_steps, seed, random_seed]
-        button.click(
-            generate,
-            ui_inputs,
-            outputs,
-            api_visibility="private",
-            concurrency_limit=CONCURRENCY,
-            concurrency_id="sample",
-        )
+        button.click(model.generate, ui_inputs, outputs, api_visibility="private", **sampling)
     return demo
 
 

@@ -18,7 +18,7 @@ import torch
 
 from ddpm_hf import DDPMCFGPipeline
 from ddpm_hf.metrics.digits_classifier import images_to_digits_features, train_digits_classifier
-from ddpm_hf.schedulers import SAMPLERS, default_num_steps, make_sampler
+from ddpm_hf.sampling import SAMPLERS, default_num_steps, make_sampler
 
 
 def parse_args(argv=None):

@@ -1,5 +1,5 @@
-"""The model card (README.md) of a saved DDPMCFGPipeline folder: Hub metadata, training settings, metrics, samples, and
-how to load it with and without ddpm_hf."""
+"""The model card (README.md) of a saved DDPMCFGPipeline folder, or of an unconditional model saved as diffusers' own
+DDPMPipeline: Hub metadata, training settings, metrics, samples, and how to load it with and without ddpm_hf."""
 
 import json
 import os
@@ -38,17 +38,7 @@ images = pipe({call_args}generator=torch.manual_seed(0)).images
 images[0].save("sample.png")
 ```
 
-With plain diffusers only: the folder carries the source files of its pipeline and of its components that diffusers
-lacks, which diffusers runs when you pass `trust_remote_code=True` (read {source_files} first). Same seed, same
-images.
-
-```python
-import torch
-from diffusers import DiffusionPipeline
-
-pipe = DiffusionPipeline.from_pretrained("{repo_id}", trust_remote_code=True)
-images = pipe({call_args}generator=torch.manual_seed(0)).images
-```
+{plain_usage}
 
 {guidance_note}For faster sampling, swap the scheduler{mean_note}:
 
@@ -59,6 +49,34 @@ pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
 images = pipe({call_args}num_inference_steps=20, generator=torch.manual_seed(0)).images
 ```
 """
+
+
+# With plain diffusers: a folder with source copies, which diffusers runs only when asked to
+PORTABLE_USAGE = """\
+With plain diffusers only: the folder carries the source files of its pipeline and of its components that diffusers
+lacks, which diffusers runs when you pass `trust_remote_code=True` (read {source_files} first). Same seed, same
+images.
+
+```python
+import torch
+from diffusers import DiffusionPipeline
+
+pipe = DiffusionPipeline.from_pretrained("{repo_id}", trust_remote_code=True)
+images = pipe({call_args}generator=torch.manual_seed(0)).images
+```"""
+
+# With plain diffusers: diffusers' own DDPMPipeline folder, no code in it (its default is 1000 steps: pass T)
+DDPM_PIPELINE_USAGE = """\
+With plain diffusers only: the folder is diffusers' own `DDPMPipeline` layout, with no code in it. Same seed, same
+images.
+
+```python
+import torch
+from diffusers import DDPMPipeline
+
+pipe = DDPMPipeline.from_pretrained("{repo_id}")
+images = pipe({call_args}num_inference_steps={num_train_timesteps}, generator=torch.manual_seed(0)).images
+```"""
 
 
 def _read_json(path: str) -> dict:
@@ -80,7 +98,7 @@ def make_model_card(
     Builds the card of the pipeline saved in `folder` from its configs and the run's settings.
 
     Args:
-        folder (`str`): A folder written by `DDPMCFGPipeline.save_pretrained`.
+        folder (`str`): A folder written by `DDPMCFGPipeline.save_pretrained` (either layout).
         repo_id (`str`): What the usage snippets load: the Hub id, or a local path.
         dataset (`str`): What it was trained on, in words.
         training (`dict`): Settings shown in the training table (name -> value), in order.
@@ -159,6 +177,13 @@ def make_model_card(
         if scheduler_config["prediction_type"] == "mean"
         else ""
     )
+    usage = DDPM_PIPELINE_USAGE if model_index.get("_class_name") == "DDPMPipeline" else PORTABLE_USAGE
+    plain_usage = usage.format(
+        repo_id=repo_id,
+        call_args=call_args,
+        num_train_timesteps=scheduler_config["num_train_timesteps"],
+        source_files=", ".join(f"`{path}`" for path in source_copies(folder)),
+    )
     text = CARD_TEMPLATE.format(
         card_data=card_data.to_yaml(),
         title=f"DDPM: {os.path.basename(repo_id.rstrip('/'))}",
@@ -171,7 +196,7 @@ def make_model_card(
         call_args=call_args,
         guidance_note=guidance_note,
         mean_note=mean_note,
-        source_files=", ".join(f"`{path}`" for path in source_copies(folder)),
+        plain_usage=plain_usage,
     )
     return ModelCard(text)
 

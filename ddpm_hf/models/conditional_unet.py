@@ -1,7 +1,7 @@
 """A UNet2DModel conditioned on a multi-hot label vector (several labels per image, as in i-CLEVR).
 
-This file imports only torch and diffusers so that it can travel next to a saved model (diffusers custom-component
-layout) and load where ddpm_hf is not installed.
+This file and the module it imports relatively (multi_hot_labels) import only torch and diffusers so that they can
+travel next to a saved model (diffusers custom-component layout) and load where ddpm_hf is not installed.
 """
 
 import torch
@@ -11,11 +11,11 @@ from diffusers.configuration_utils import register_to_config
 # diffusers' pipeline loader finds a component's loading method by looking up its base classes by name in the
 # component's module (ModelMixin -> from_pretrained), so ModelMixin must be importable from here.
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
-from diffusers.models.unets.unet_2d import UNet2DOutput
-from torch import nn
+
+from .multi_hot_labels import MultiHotLabelsMixin
 
 
-class MultiLabelUNet2DModel(UNet2DModel):
+class MultiLabelUNet2DModel(MultiHotLabelsMixin, UNet2DModel):
     """
     `UNet2DModel` whose condition is a multi-hot vector over `num_labels` labels. A linear layer projects the vector
     into the time-embedding space and the sum goes where a class embedding would (diffusers' `class_embed_type =
@@ -101,45 +101,8 @@ class MultiLabelUNet2DModel(UNet2DModel):
             num_train_timesteps=num_train_timesteps,
         )
         # the size UNet2DModel gives its time embedding, which the label embedding is added to
-        embedding_dim = time_embedding_dim or block_out_channels[0] * 4
-        self.label_projection = nn.Linear(num_labels, embedding_dim)
-        self.null_label_embedding = nn.Parameter(torch.zeros(embedding_dim))
+        self.init_label_embedding(num_labels, time_embedding_dim or block_out_channels[0] * 4)
 
-    def embed_labels(self, class_labels: torch.Tensor) -> torch.Tensor:
-        """
-        The embedding of each multi-hot row: its projection, or the learned null embedding for an all-zero row.
-
-        Args:
-            class_labels (`torch.Tensor` of shape `(batch_size, num_labels)`): Multi-hot conditions (0/1 values).
-        """
-        if class_labels.ndim != 2 or class_labels.shape[1] != self.config.num_labels:
-            raise ValueError(
-                f"class_labels must be a multi-hot tensor of shape (batch_size, {self.config.num_labels}), got shape "
-                f"{tuple(class_labels.shape)}."
-            )
-        labels = class_labels.to(dtype=self.label_projection.weight.dtype)
-        embedding = self.label_projection(labels)
-        is_null = (labels == 0).all(dim=1, keepdim=True)
-        return torch.where(is_null, self.null_label_embedding.to(embedding.dtype), embedding)
-
-    def forward(
-        self,
-        sample: torch.Tensor,
-        timestep: torch.Tensor | float | int,
-        class_labels: torch.Tensor | None = None,
-        return_dict: bool = True,
-    ) -> UNet2DOutput | tuple:
-        """
-        Args:
-            sample (`torch.Tensor` of shape `(batch_size, channels, height, width)`): Noisy images x_t.
-            timestep (`torch.Tensor`, `float` or `int`): Timestep t.
-            class_labels (`torch.Tensor` of shape `(batch_size, num_labels)`): Multi-hot conditions; a row of zeros
-                is the null condition.
-            return_dict (`bool`, defaults to `True`): Return a `UNet2DOutput` instead of a tuple.
-        """
-        if class_labels is None:
-            raise ValueError(
-                "MultiLabelUNet2DModel needs class_labels (multi-hot, one row per image); pass a row of zeros for the "
-                "null condition."
-            )
-        return super().forward(sample, timestep, class_labels=self.embed_labels(class_labels), return_dict=return_dict)
+    def denoise(self, sample: torch.Tensor, timestep: torch.Tensor | float | int, labels: torch.Tensor):
+        """The U-Net's output for checked multi-hot `labels`, their embedding where a class embedding would go."""
+        return UNet2DModel.forward(self, sample, timestep, class_labels=self.embed_labels(labels)).sample

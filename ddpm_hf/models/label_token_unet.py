@@ -1,7 +1,7 @@
 """A multi-label U-Net whose cross-attention reads one token per requested label (i-CLEVR's other design).
 
-This file imports only torch and diffusers so that it can travel next to a saved model (diffusers custom-component
-layout) and load where ddpm_hf is not installed.
+This file and the module it imports relatively (multi_hot_labels) import only torch and diffusers so that they can
+travel next to a saved model (diffusers custom-component layout) and load where ddpm_hf is not installed.
 """
 
 import torch
@@ -11,8 +11,9 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 # diffusers' pipeline loader finds a component's loading method by looking up its base classes by name in the
 # component's module (ModelMixin -> from_pretrained), so ModelMixin must be importable from here.
 from diffusers.models.modeling_utils import ModelMixin
-from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
+
+from .multi_hot_labels import MultiHotLabelsMixin
 
 # The UNet2DModel block names of ddpm_hf's presets and the blocks with self- and cross-attention that replace them.
 CROSS_ATTENTION_BLOCKS = {
@@ -23,7 +24,7 @@ CROSS_ATTENTION_BLOCKS = {
 }
 
 
-class MultiLabelTokenUNet2DModel(ModelMixin, ConfigMixin):
+class MultiLabelTokenUNet2DModel(MultiHotLabelsMixin, ModelMixin, ConfigMixin):
     """
     A U-Net for multi-hot conditions (several labels per image) that sees its labels twice: as one learned token per
     requested label, read by cross-attention at the attention levels, so that each place in the image can ask which
@@ -103,8 +104,7 @@ class MultiLabelTokenUNet2DModel(ModelMixin, ConfigMixin):
         )
         self.label_tokens = nn.Embedding(num_labels, cross_attention_dim)
         self.null_token = nn.Parameter(torch.zeros(cross_attention_dim))
-        self.label_projection = nn.Linear(num_labels, time_embedding_dim)
-        self.null_label_embedding = nn.Parameter(torch.zeros(time_embedding_dim))
+        self.init_label_embedding(num_labels, time_embedding_dim)
 
     def encode_labels(self, class_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """
@@ -118,48 +118,21 @@ class MultiLabelTokenUNet2DModel(ModelMixin, ConfigMixin):
             token), the mask of the tokens to attend to `(batch_size, 1 + num_labels)` (the null token and the
             requested labels), and the embedding added to the time embedding `(batch_size, time_embedding_dim)`.
         """
-        num_labels = self.config.num_labels
-        if class_labels.ndim != 2 or class_labels.shape[1] != num_labels:
-            raise ValueError(
-                f"class_labels must be a multi-hot tensor of shape (batch_size, {num_labels}), got shape "
-                f"{tuple(class_labels.shape)}."
-            )
-        batch_size = class_labels.shape[0]
-        labels = class_labels.to(dtype=self.label_projection.weight.dtype)
+        labels = self.check_class_labels(class_labels)
+        batch_size = labels.shape[0]
         tokens = torch.cat([self.null_token[None], self.label_tokens.weight], dim=0).expand(batch_size, -1, -1)
         requested = labels != 0
         mask = torch.cat([requested.new_ones(batch_size, 1), requested], dim=1)
-        embedding = self.label_projection(labels)
-        is_null = ~requested.any(dim=1, keepdim=True)
-        embedding = torch.where(is_null, self.null_label_embedding.to(embedding.dtype), embedding)
-        return tokens, mask, embedding
+        return tokens, mask, self.embed_labels(labels)
 
-    def forward(
-        self,
-        sample: torch.Tensor,
-        timestep: torch.Tensor | float | int,
-        class_labels: torch.Tensor | None = None,
-        return_dict: bool = True,
-    ) -> UNet2DOutput | tuple:
-        """
-        Args:
-            sample (`torch.Tensor` of shape `(batch_size, channels, height, width)`): Noisy images x_t.
-            timestep (`torch.Tensor`, `float` or `int`): Timestep t.
-            class_labels (`torch.Tensor` of shape `(batch_size, num_labels)`): Multi-hot conditions; a row of zeros
-                is the null condition.
-            return_dict (`bool`, defaults to `True`): Return a `UNet2DOutput` instead of a tuple.
-        """
-        if class_labels is None:
-            raise ValueError(
-                "MultiLabelTokenUNet2DModel needs class_labels (multi-hot, one row per image); pass a row of zeros "
-                "for the null condition."
-            )
-        tokens, mask, embedding = self.encode_labels(class_labels)
-        output = self.unet(
+    def denoise(self, sample: torch.Tensor, timestep: torch.Tensor | float | int, labels: torch.Tensor):
+        """The network's output for checked multi-hot `labels`: their tokens through cross-attention, their embedding
+        added to the time embedding."""
+        tokens, mask, embedding = self.encode_labels(labels)
+        return self.unet(
             sample,
             timestep,
             encoder_hidden_states=tokens.to(sample.dtype),
             encoder_attention_mask=mask,
             class_labels=embedding.to(sample.dtype),
         ).sample
-        return UNet2DOutput(sample=output) if return_dict else (output,)

@@ -8,6 +8,7 @@ import os
 import torch
 from diffusers import UNet2DModel
 
+from ..hub.sources import looks_local
 from ..pipelines.class_conditions import check_id2label
 from ..pipelines.input_checks import image_size
 from ..schedulers import ExtendedDDPMScheduler
@@ -31,13 +32,14 @@ LEARNED_VARIANCE_TYPES = ("learned", "learned_range")
 def pretrained_folder(name_or_path: str, cache_dir: str | None = None) -> str:
     """
     A local folder holding the pipeline `name_or_path` names: the folder itself, or a download of the Hub repository
-    (configs and safetensors weights only). A path that looks local (it exists, or starts with `.`, `/` or `~`) never
-    reaches the Hub.
+    (configs and safetensors weights only). A path that exists or looks local (`ddpm_hf.hub.looks_local`: it starts
+    with `.`, `/` or `~`, its parent folder exists, ...) never reaches the Hub, nor does a name not of the form
+    owner/name.
     """
     path = os.path.expanduser(name_or_path)
     if os.path.isdir(path):
         folder = path
-    elif os.path.exists(path) or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1:
+    elif os.path.exists(path) or looks_local(name_or_path) or name_or_path.count("/") != 1:
         raise ValueError(
             f"--pretrained_model_name_or_path {name_or_path!r} is not a folder (nor a Hub id of the form owner/name)."
         )

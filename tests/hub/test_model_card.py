@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import torch
 from huggingface_hub import ModelCard
 
@@ -14,12 +15,13 @@ from ddpm_hf.hub import make_model_card
 T = 40  # the card suggests 20 DPM-Solver steps
 
 
-def saved_pipeline(folder, num_classes=3, prediction_type="epsilon"):
+def saved_pipeline(folder, num_classes=3, prediction_type="epsilon", as_ddpm_pipeline=False):
     torch.manual_seed(0)
     unet = make_unet("tiny", 8, 3, num_classes)
     scheduler = ExtendedDDPMScheduler(num_train_timesteps=T, beta_schedule="quad", prediction_type=prediction_type)
     names = {0: "cat", 1: "dog", 2: "wild"} if num_classes else None
-    DDPMCFGPipeline(unet=unet, scheduler=scheduler, id2label=names).save_pretrained(folder)
+    pipe = DDPMCFGPipeline(unet=unet, scheduler=scheduler, id2label=names)
+    pipe.save_pretrained(folder, as_ddpm_pipeline=as_ddpm_pipeline)
     return folder
 
 
@@ -99,3 +101,24 @@ def test_a_run_card_names_a_hub_base_model_and_never_a_local_one(tmp_path):
     assert "| training time | not recorded |" in card.text and 'from_pretrained("me/c10")' in card.text
     local = make_run_card(str(folder), {**run, "pretrained_model_name_or_path": str(tmp_path)}, metrics)
     assert local.data.base_model is None and f"| started from | {tmp_path} |" in local.text
+
+
+def test_a_ddpm_pipeline_folders_card_loads_it_with_diffusers_own_class_and_the_same_images(tmp_path):
+    folder = saved_pipeline(tmp_path / "run", num_classes=None, as_ddpm_pipeline=True)
+    card = make_model_card(str(folder), repo_id="me/plain", dataset="x", training={})
+    assert "trust_remote_code" not in card.text and "with no code in it" in card.text
+    with_ddpm_hf, plain_diffusers, faster = (block.replace("me/plain", str(folder)) for block in python_blocks(
+        card.text))  # fmt: skip
+    assert "DDPMPipeline.from_pretrained" in plain_diffusers and f"num_inference_steps={T}" in plain_diffusers
+    keep = "\nimport numpy as np\nnp.save({!r}, np.stack([np.asarray(image) for image in images]))\n"
+    blocked = 'import sys\nsys.modules["ddpm_hf"] = None\n'
+    scripts = [
+        with_ddpm_hf + keep.format(str(tmp_path / "ours.npy")),
+        blocked + plain_diffusers + keep.format(str(tmp_path / "plain.npy")) + faster,
+    ]
+    for script in scripts:
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                                timeout=300)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+    ours, plain = np.load(tmp_path / "ours.npy"), np.load(tmp_path / "plain.npy")
+    assert ours.shape == (4, 8, 8, 3) and np.array_equal(ours, plain)

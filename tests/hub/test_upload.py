@@ -26,7 +26,7 @@ def test_uploads_the_model_and_its_figures_but_not_the_training_state(fake_hub, 
     (commit,) = fake_hub.commits
     assert set(commit["files"]) == {
         "model_index.json", "pipeline_ddpm_cfg.py", "class_conditions.py", "compiled_sampling.py", "input_checks.py",
-        "portable_folder.py", "scheduler/scheduler_config.json",
+        "portable_folder.py", "samplers.py", "scheduler/scheduler_config.json",
         "scheduler/scheduling_ddpm_ext.py", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
         "README.md", "grid.png", "denoising.gif", "loss_curve.png", "metrics.json",
     }  # fmt: skip

@@ -101,3 +101,9 @@ def test_bad_conditions_are_refused():
         model(sample, 1, class_labels=torch.zeros(2, 4))
     with pytest.raises(ValueError, match="needs class_labels"):
         model(sample, 1)
+
+
+def test_saved_weight_names_are_those_of_earlier_saves():
+    # folders saved before the label embedding moved to MultiHotLabelsMixin name these weights; they must still load
+    names = {name for name in tiny_model().state_dict() if "label" in name}
+    assert names == {"label_projection.weight", "label_projection.bias", "null_label_embedding"}

@@ -120,3 +120,11 @@ def test_bad_input():
         make_unet("tiny", 8, 3, 5, multi_label=True, label_conditioning="attention")
     with pytest.raises(ValueError, match="'tokens' is for multi-label models"):
         make_unet("tiny", 8, 3, 5, label_conditioning="tokens")
+
+
+def test_saved_weight_names_are_those_of_earlier_saves():
+    # folders saved before the label embedding moved to MultiHotLabelsMixin name these weights; they must still load
+    names = {name for name in tiny_model().state_dict() if not name.startswith("unet.")}
+    assert names == {
+        "label_tokens.weight", "null_token", "label_projection.weight", "label_projection.bias", "null_label_embedding"
+    }  # fmt: skip

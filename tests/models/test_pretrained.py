@@ -69,6 +69,19 @@ def test_folders_without_a_pipeline_and_local_paths_are_refused_without_the_hub(
         pretrained_folder("./no/such/folder")
 
 
+def test_a_missing_folder_under_an_existing_one_reads_as_local_as_evaluate_py_reads_it(
+    tmp_path, monkeypatch, fake_hub
+):
+    # one rule for "local path or Hub id?" (ddpm_hf.hub.looks_local): "runs/missing" beside an existing runs/ is a
+    # mistyped folder, not the Hub repository runs/missing
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    for missing in ("runs/missing", "a/b/c", "~/no_such_ddpm_run", "no_owner"):
+        with pytest.raises(ValueError, match="is not a folder"):
+            pretrained_folder(missing)
+    assert fake_hub.requests == []
+
+
 def save_base(folder, scheduler=None, **unet_changes):
     """A diffusers DDPMPipeline folder (tiny UNet2DModel of 8x8 greyscale, T = 20) with `unet_changes` to its U-Net
     config, as a user may find one on the Hub."""

@@ -1,5 +1,9 @@
+import json
+import os
 import pickle
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +88,56 @@ def test_pickled_weights_are_refused_not_unpickled(tmp_path):
     with pytest.raises(OSError, match="safetensors"):
         DDPM2DPipeline.from_pretrained(tmp_path)
     assert not (tmp_path / "MARKER").exists()
+
+
+def test_saved_folder_carries_its_source_and_loads_in_plain_diffusers_without_ddpm_hf(tmp_path):
+    pipe = tiny_pipeline(prediction_type="mean")
+    pipe.save_pretrained(tmp_path / "model")
+    folder = tmp_path / "model"
+    copies = {os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(folder)
+              for name in names if name.endswith(".py")}  # fmt: skip
+    assert copies == {"pipeline_ddpm_2d.py", "input_checks.py", "portable_folder.py", "model/mlp_2d.py",
+                      "scheduler/scheduling_ddpm_ext.py"}  # fmt: skip
+    model_index = json.loads((folder / "model_index.json").read_text())
+    assert model_index["_class_name"] == ["pipeline_ddpm_2d", "DDPM2DPipeline"]
+    assert model_index["model"] == ["mlp_2d", "MLP2DModel"]
+    assert model_index["scheduler"] == ["scheduling_ddpm_ext", "ExtendedDDPMScheduler"]
+    expected = pipe(batch_size=6, generator=generator(), num_inference_steps=7)[0]
+    # ddpm_hf's route uses its own classes, never the copies
+    loaded = DDPM2DPipeline.from_pretrained(folder)
+    assert type(loaded.model) is MLP2DModel and type(loaded.scheduler) is ExtendedDDPMScheduler
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(loaded(batch_size=6, generator=generator(), num_inference_steps=7)[0], expected)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["ddpm_hf"] = None
+        import numpy as np, torch
+        from diffusers import DiffusionPipeline
+        pipe = DiffusionPipeline.from_pretrained({str(folder)!r}, trust_remote_code=True)
+        assert type(pipe.model).__module__ == "diffusers_modules.local.mlp_2d", type(pipe.model).__module__
+        pipe.set_progress_bar_config(disable=True)
+        points = pipe(batch_size=6, generator=torch.Generator().manual_seed(0), num_inference_steps=7)[0]
+        np.save({str(tmp_path / "points.npy")!r}, points)
+    """)
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "points.npy"), expected)
+
+
+def test_folders_saved_before_the_source_copies_still_load(tmp_path):
+    pipe = tiny_pipeline()
+    pipe.save_pretrained(tmp_path)
+    model_index = json.loads((tmp_path / "model_index.json").read_text())
+    model_index.update(_class_name="DDPM2DPipeline", model=["ddpm_hf.models.mlp_2d", "MLP2DModel"],
+                       scheduler=["ddpm_hf.schedulers.scheduling_ddpm_ext", "ExtendedDDPMScheduler"])  # fmt: skip
+    (tmp_path / "model_index.json").write_text(json.dumps(model_index))
+    for copy in tmp_path.rglob("*.py"):
+        copy.unlink()
+    loaded = DDPM2DPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    expected = pipe(batch_size=4, generator=generator(), num_inference_steps=5)[0]
+    np.testing.assert_array_equal(loaded(batch_size=4, generator=generator(), num_inference_steps=5)[0], expected)
 
 
 # ---------- exact model of a Gaussian: the sampler must reproduce the data distribution ----------
@@ -202,7 +256,7 @@ def test_mean_prediction_with_ddim_is_refused_with_the_reason():
         ({"batch_size": 2.5}, "batch_size"),
         ({"num_inference_steps": T + 1}, f"1..{T}"),
         ({"num_inference_steps": 0}, f"1..{T}"),
-        ({"output_type": "pil"}, "output_type"),
+        ({"output_type": "pil"}, r"output_type must be one of \['np', 'numpy', 'pt'\]"),
     ],
 )
 def test_bad_input(kwargs, message):

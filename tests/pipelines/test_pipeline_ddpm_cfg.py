@@ -146,7 +146,7 @@ def test_a_generator_per_image_fixes_each_image():
 
 @pytest.mark.parametrize("sampler", ["ddim", "dpm_solver++"])  # DDPM clips x0, which keeps this case finite
 def test_non_finite_samples_raise_instead_of_black_images(sampler):
-    from ddpm_hf.schedulers import make_sampler
+    from ddpm_hf.sampling import make_sampler
 
     pipe = tiny_pipeline()
     pipe.scheduler = make_sampler(sampler, pipe.scheduler.config)
@@ -177,7 +177,7 @@ def two_pass_reference(pipe, scheduler, class_ids, guidance_scale, num_steps, se
 @pytest.mark.parametrize("sampler, num_steps", [("ddpm", T), ("ddim", 6), ("dpm_solver++", 5)])
 @pytest.mark.parametrize("prediction_type", ["epsilon", "x0", "v_prediction"])
 def test_every_sampler_and_prediction_type_matches_the_two_pass_loop(sampler, num_steps, prediction_type):
-    from ddpm_hf.schedulers import make_sampler
+    from ddpm_hf.sampling import make_sampler
 
     pipe = tiny_pipeline(prediction_type=prediction_type)
     pipe.scheduler = make_sampler(sampler, pipe.scheduler.config)
@@ -191,7 +191,7 @@ def test_every_sampler_and_prediction_type_matches_the_two_pass_loop(sampler, nu
 def test_mean_prediction_refuses_other_samplers_but_samples_with_its_own():
     from diffusers import DDIMScheduler
 
-    from ddpm_hf.schedulers import make_sampler
+    from ddpm_hf.sampling import make_sampler
 
     pipe = tiny_pipeline(prediction_type="mean")
     assert pipe(class_labels=[1], num_inference_steps=T, output_type="np").images.shape == (1, 8, 8, 1)
@@ -203,7 +203,7 @@ def test_mean_prediction_refuses_other_samplers_but_samples_with_its_own():
 
 
 def test_unknown_sampler_lists_the_known_ones():
-    from ddpm_hf.schedulers import default_num_steps, make_sampler
+    from ddpm_hf.sampling import default_num_steps, make_sampler
 
     with pytest.raises(ValueError, match=r"Unknown sampler 'euler'; choose from \['ddpm', 'ddim', 'dpm_solver\+\+'\]"):
         make_sampler("euler", tiny_pipeline().scheduler.config)
@@ -213,7 +213,7 @@ def test_unknown_sampler_lists_the_known_ones():
 
 def test_ddim_sampler_does_not_clip_x0():
     # DDIM re-derives epsilon from a clipped x0, which ruins guided samples (measured in docs/PIPELINE.md)
-    from ddpm_hf.schedulers import make_sampler
+    from ddpm_hf.sampling import make_sampler
 
     scheduler = make_sampler("ddim", tiny_pipeline().scheduler.config)
     assert scheduler.config.clip_sample is False

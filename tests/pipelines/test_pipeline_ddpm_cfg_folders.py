@@ -26,6 +26,7 @@ SOURCE_COPIES = {
     "compiled_sampling.py",
     "input_checks.py",
     "portable_folder.py",
+    "samplers.py",
     "scheduler/scheduling_ddpm_ext.py",
 }
 PIPELINE_FILES = SOURCE_COPIES | {

@@ -77,7 +77,10 @@ def test_label_sets_and_guidance_change_the_images():
 def test_save_and_load_keep_the_labels_and_the_images(tmp_path):
     pipe = tiny_pipeline()
     pipe.save_pretrained(tmp_path)
-    assert (tmp_path / "unet" / "conditional_unet.py").is_file()
+    # the U-Net's source and the label embedding it imports travel together
+    assert (tmp_path / "unet" / "conditional_unet.py").is_file() and (
+        tmp_path / "unet" / "multi_hot_labels.py"
+    ).is_file()
     loaded = DDPMCFGPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
     assert loaded.is_multi_label and loaded.id2label == NAMES

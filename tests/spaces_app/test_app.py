@@ -29,7 +29,8 @@ from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
 from PIL import Image
 
 from ddpm_hf import DDPMCFGPipeline, ExtendedDDPMScheduler, make_unet
-from ddpm_hf.schedulers import default_num_steps, make_sampler
+from ddpm_hf.sampling import make_sampler
+from ddpm_hf.training import save_pipeline_folder
 from ddpm_hf.viz import square_grid, tensor_to_pil
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from the test server
@@ -155,10 +156,15 @@ def test_the_app_loads_the_folder_with_plain_diffusers_on_the_gpu_in_float16_els
         assert pipe.unet.device.type == "cuda" and pipe.unet.dtype == torch.float16
     else:
         assert pipe.unet.device.type == "cpu" and pipe.unet.dtype == torch.float32
-    assert {name: type(app.make_sampler(name, pipe.scheduler)).__name__ for name in app.SAMPLERS} == {
+    # the samplers come from the table saved in the folder beside the pipeline (pipelines/samplers.py)
+    assert app.sampler_table(pipe).__name__ == "diffusers_modules.local.samplers"
+    model = app.ServedModel(pipe)
+    assert {name: type(model.make_scheduler(name)).__name__ for name in model.samplers} == {
         "DDPM": "ExtendedDDPMScheduler", "DDIM": "DDIMScheduler", "DPM-Solver++": "DPMSolverMultistepScheduler"
     }  # fmt: skip
-    assert app.make_sampler("DDIM", pipe.scheduler).config.clip_sample is False
+    assert type(model.make_scheduler("DDPM")).__module__ == "diffusers_modules.local.scheduling_ddpm_ext"
+    assert model.make_scheduler("DDIM").config.clip_sample is False
+    assert model.make_scheduler("DPM-Solver++").config.algorithm_type == "dpmsolver++"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the app's GPU path: float16 on CUDA")
@@ -341,12 +347,50 @@ def test_requests_leave_no_temporary_files_and_stopping_empties_gradios_cache(tm
     assert files_under(cache) == [] and files_under(temp) == []
 
 
-@pytest.mark.parametrize("num_train_timesteps", [1, 2, 20, 39, 40, 41, 100, 400, 1000])
-def test_default_steps_are_ddpm_hfs_for_every_sampler(num_train_timesteps):
-    # the app cannot import ddpm_hf, so it keeps its own copy of the rule: DPM-Solver++ at most T // 2 (T = 20 with
-    # 20 steps repeats timestep 10 and divides by zero)
-    for name, ours in {"DDPM": "ddpm", "DDIM": "ddim", "DPM-Solver++": "dpm_solver++"}.items():
-        assert app.default_num_steps(name, num_train_timesteps) == default_num_steps(ours, num_train_timesteps)
+@pytest.mark.parametrize("num_train_timesteps", [1, 2, 20, 39, 40, 41, 100, 400, 1000, 1500])
+def test_each_sampler_starts_at_its_usual_steps_within_the_demos_limit(tmp_path, num_train_timesteps):
+    model = app.ServedModel(
+        app.load_pipeline(save_tiny_model(tmp_path / "model", num_train_timesteps=num_train_timesteps))
+    )
+    limit = min(num_train_timesteps, app.MAX_STEPS)
+    # DDPM all T steps, DDIM 50, DPM-Solver++ 20 but at most T // 2 (T = 20 with 20 steps repeats timestep 10 and
+    # divides by zero); never more than the Steps slider allows
+    expected = {"DDPM": limit, "DDIM": min(50, limit), "DPM-Solver++": min(20, max(num_train_timesteps // 2, 1))}
+    assert {name: model.default_steps(name) for name in model.samplers} == expected
+
+
+def test_without_a_sampler_table_a_diffusers_ddpm_pipeline_offers_its_own_scheduler(tmp_path, monkeypatch):
+    # a diffusers DDPMPipeline folder carries no sampler table; where ddpm_hf is not installed either, the demo
+    # samples with the folder's own scheduler, all T steps
+    monkeypatch.setitem(sys.modules, app.INSTALLED_SAMPLER_TABLE, None)  # import ddpm_hf.pipelines.samplers fails
+    pipe = app.load_pipeline(save_diffusers_ddpm(tmp_path / "ddpm"))
+    assert app.sampler_table(pipe) is None
+    model = app.ServedModel(pipe)
+    assert model.samplers == ["DDPM"] and model.default_steps("DDPM") == T
+    assert type(model.make_scheduler("DDPM")) is DDPMScheduler
+    with pytest.raises(gradio.Error, match=r"Unknown sampler 'DDIM'; choose one of \['DDPM'\]"):
+        model.check("", 1.0, 1, "DDIM", 5, 0)
+    images = model.sample(dict(sampler="DDPM", num_images=2, num_steps=3, seed=0), lambda *args: {})
+    expected_pipe = DDPMPipeline.from_pretrained(tmp_path / "ddpm")
+    expected_pipe.set_progress_bar_config(disable=True)
+    expected = expected_pipe(batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=3,
+                             output_type="np").images  # fmt: skip
+    np.testing.assert_array_equal(images.numpy(), expected.transpose(0, 3, 1, 2))
+
+
+def test_an_unconditional_run_saved_as_a_ddpm_pipeline_brings_its_sampler_table(tmp_path, monkeypatch):
+    # ddpm-hf saves an unconditional model as diffusers' DDPMPipeline with the table beside model_index.json: served
+    # without ddpm_hf, the demo still offers DDIM and DPM-Solver++ for it, from that copy
+    monkeypatch.setitem(sys.modules, app.INSTALLED_SAMPLER_TABLE, None)
+    torch.manual_seed(0)
+    scheduler = ExtendedDDPMScheduler(num_train_timesteps=T)
+    save_pipeline_folder(DDPMCFGPipeline(unet=make_unet("tiny", 8, 1, None), scheduler=scheduler), tmp_path / "run")
+    pipe = app.load_pipeline(str(tmp_path / "run"))
+    assert type(pipe) is DDPMPipeline
+    assert app.sampler_table(pipe).__name__.startswith("diffusers_modules.")  # the folder's copy
+    model = app.ServedModel(pipe)
+    assert model.samplers == ["DDPM", "DDIM", "DPM-Solver++"]
+    assert type(model.make_scheduler("DDIM")).__name__ == "DDIMScheduler"
 
 
 def test_a_mean_prediction_model_offers_only_the_ddpm_sampler(tmp_path):
