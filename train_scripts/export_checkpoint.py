@@ -11,18 +11,21 @@ import json
 import os
 
 from ddpm_hf.hub import make_run_card
-from ddpm_hf.training import check_output_dir, final_loss, pipeline_from_checkpoint, read_losses, staged_output_dir
+from ddpm_hf.training import (
+    check_output_dir,
+    final_loss,
+    pipeline_from_checkpoint,
+    read_losses,
+    save_pipeline,
+    staged_output_dir,
+)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Export a training checkpoint as a pipeline folder.")
     parser.add_argument("--run_dir", type=str, required=True, help="The output_dir of a train_image.py run.")
-    parser.add_argument(
-        "--checkpoint",
-        type=str,
-        default="latest",
-        help="'latest', a checkpoint-N name, or a checkpoint folder of the run (another run's is refused).",
-    )
+    checkpoint_help = "'latest', a checkpoint-N name, or a checkpoint folder of the run (another run's is refused)."
+    parser.add_argument("--checkpoint", type=str, default="latest", help=checkpoint_help)
     parser.add_argument("--output_dir", type=str, required=True, help="The new pipeline folder (missing or empty).")
     parser.add_argument(
         "--use_ema",
@@ -50,7 +53,7 @@ def main(args):
         "num_classes": pipeline.num_classes,
     }
     with staged_output_dir(args.output_dir, data_paths=(args.run_dir,), script="export_checkpoint.py") as staging:
-        pipeline.save_pretrained(staging)
+        save_pipeline(pipeline, staging)
         make_run_card(staging, run, metrics, repo_id=args.output_dir).save(os.path.join(staging, "README.md"))
     print(f"Exported step {step} of {args.run_dir} to {args.output_dir}")
 

@@ -14,7 +14,6 @@ scores them against those 2048 raw points normalised by their own statistics alo
 normalisation error (docs/TOY2D.md).
 """
 
-import argparse
 import json
 import logging
 import math
@@ -26,29 +25,23 @@ import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
-from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from ddpm_hf import (
-    BETA_SCHEDULES,
-    PREDICTION_TYPES,
-    TOY2D_DATASETS,
-    DDPM2DPipeline,
-    ExtendedDDPMScheduler,
-    MLP2DModel,
-    chamfer_distance,
-    sample_toy2d,
-)
+from ddpm_hf import TOY2D_DATASETS, DDPM2DPipeline, MLP2DModel, chamfer_distance, sample_toy2d
 from ddpm_hf.data import COURSE_DATASET_SIZE, course_normalise, sample_raw_toy2d
 from ddpm_hf.training import (
-    LOSS_WEIGHTINGS,
     check_output_dir,
     diffusion_loss,
+    make_ema,
+    make_lr_scheduler,
+    make_noise_scheduler,
+    make_optimizer,
+    number_in_range,
     parse_args_with_config,
     resolve_loss_weighting,
     staged_output_dir,
 )
+from ddpm_hf.training import flag_groups as flags
 from ddpm_hf.viz import save_forward_process_figure, save_loss_curve, save_samples_figure, save_trajectory_gif
 
 logger = get_logger(__name__, log_level="INFO")
@@ -60,126 +53,68 @@ MEAN_OUTPUT_SCALE = 0.02
 # both seeds must stay in numpy's (and scikit-learn's) seed range 0..2**32 - 1.
 EVAL_SEED_OFFSET = 1_000_003
 MAX_SEED = 2**32 - 1 - EVAL_SEED_OFFSET
-LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Train a DDPM on a 2D toy dataset.")
+    parser = flags.FlagParser(description="Train a DDPM on a 2D toy dataset.")
+    flags.add_run_flags(parser, max_seed=MAX_SEED)
+    parser.add_argument("--dataset", type=str, default="swiss_roll", choices=TOY2D_DATASETS, help="The 2D dataset.")
     parser.add_argument(
-        "--config", type=str, default=None, help="YAML/JSON preset whose keys are flags of this script."
+        "--num_train_points",
+        type=flags.POSITIVE_INT,
+        default=100_000,
+        help="Size of the fixed training draw of the dataset.",
     )
-    parser.add_argument("--dataset", type=str, default="swiss_roll", help=f"One of {list(TOY2D_DATASETS)}.")
-    parser.add_argument("--output_dir", type=str, default=None, help="Folder for the pipeline, figures and metrics.")
-    parser.add_argument(
-        "--overwrite_output_dir", action="store_true", help="Replace --output_dir when it holds an earlier run."
-    )
-    parser.add_argument(
-        "--num_train_points", type=int, default=100_000, help="Size of the fixed training draw of the dataset."
-    )
-    parser.add_argument("--num_train_timesteps", type=int, default=1000, help="Diffusion steps T.")
-    parser.add_argument(
-        "--beta_schedule", type=str, default="linear", help=f"Beta schedule, one of {list(BETA_SCHEDULES)}."
-    )
-    parser.add_argument("--beta_start", type=float, default=1e-4, help="First beta of linear/quad schedules.")
-    parser.add_argument("--beta_end", type=float, default=0.02, help="Last beta of linear/quad schedules.")
-    parser.add_argument(
-        "--prediction_type",
-        type=str,
-        default="epsilon",
-        help=f"What the network predicts, one of {list(PREDICTION_TYPES)} ('x0' is 'sample').",
-    )
-    parser.add_argument(
-        "--loss_weighting",
-        type=str,
-        default="auto",
-        help=f"One of {list(LOSS_WEIGHTINGS)}: 'uniform' is MSE on the prediction target, 'epsilon' weights it into "
-        "the MSE of the implied noise; 'auto' is 'epsilon' for --prediction_type mean and 'uniform' otherwise.",
-    )
-    parser.add_argument(
+    flags.add_diffusion_flags(parser)
+    model = parser.add_argument_group("model")
+    model.add_argument(
         "--residual_output",
         type=str,
         default="auto",
+        choices=("auto", "yes", "no"),
         help="'yes': the MLP returns x_t + mlp(x_t, t); 'no': mlp(x_t, t); 'auto': yes for --prediction_type mean.",
     )
-    parser.add_argument(
+    model.add_argument(
         "--output_scale",
-        type=float,
+        type=flags.POSITIVE,
         default=None,
         help="Constant factor on the MLP's output; default 0.02 (the size of a posterior-mean correction) for "
         "--prediction_type mean, else 1.",
     )
-    parser.add_argument(
-        "--hidden_dims", type=int, nargs="+", default=[128, 128, 128], help="Widths of the MLP's hidden layers."
+    model.add_argument(
+        "--hidden_dims",
+        type=flags.POSITIVE_INT,
+        nargs="+",
+        default=[128, 128, 128],
+        help="Widths of the MLP's hidden layers.",
     )
-    parser.add_argument("--time_embedding_dim", type=int, default=128, help="Size of the sinusoidal time embedding.")
-    parser.add_argument("--train_batch_size", type=int, default=1024, help="Batch size per process.")
-    parser.add_argument("--max_train_steps", type=int, default=10000, help="Optimisation steps.")
-    parser.add_argument("--learning_rate", type=float, default=1e-3, help="Peak learning rate of AdamW.")
-    parser.add_argument(
-        "--lr_scheduler", type=str, default="cosine", help=f"Learning-rate schedule, one of {list(LR_SCHEDULERS)}."
+    model.add_argument(
+        "--time_embedding_dim", type=flags.POSITIVE_INT, default=128, help="Size of the sinusoidal time embedding."
     )
-    parser.add_argument("--lr_warmup_steps", type=int, default=200, help="Linear warm-up steps of the LR schedule.")
-    parser.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW beta1.")
-    parser.add_argument("--adam_beta2", type=float, default=0.999, help="AdamW beta2.")
-    parser.add_argument("--adam_weight_decay", type=float, default=0.0, help="AdamW weight decay.")
-    parser.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon.")
+    training = parser.add_argument_group("training")
+    training.add_argument("--train_batch_size", type=flags.POSITIVE_INT, default=1024, help="Batch size per process.")
+    training.add_argument("--max_train_steps", type=flags.POSITIVE_INT, default=10000, help="Optimisation steps.")
+    flags.add_optimizer_flags(parser, learning_rate=1e-3, lr_warmup_steps=200, adam_beta1=0.9, adam_weight_decay=0.0)
+    flags.add_ema_flags(parser, ema_max_decay=0.999, ema_power=2 / 3)  # EMAModel's own warm-up power
     parser.add_argument(
-        "--use_ema", action=argparse.BooleanOptionalAction, default=True, help="Keep an EMA of the weights."
+        "--num_eval_points",
+        type=number_in_range(int, 1, COURSE_DATASET_SIZE),
+        default=2048,
+        help="Points sampled for the figures and the Chamfer distance (at most the course's dataset size).",
     )
-    parser.add_argument("--ema_max_decay", type=float, default=0.999, help="Largest EMA decay (with EMA warm-up).")
-    parser.add_argument(
-        "--num_eval_points", type=int, default=2048, help="Points sampled for the figures and the Chamfer distance."
-    )
-    parser.add_argument(
-        "--num_inference_steps", type=int, default=None, help="Reverse steps when sampling; default T (full DDPM)."
-    )
-    parser.add_argument("--seed", type=int, default=0, help="Seed of training and evaluation.")
     args = parse_args_with_config(parser, argv)
     check_args(args)
     return args
 
 
 def check_args(args):
-    """Reject bad flags before anything is written."""
-    if args.output_dir is None:
-        raise ValueError("--output_dir is required (on the command line or in --config).")
-    if args.dataset not in TOY2D_DATASETS:
-        raise ValueError(f"Unknown --dataset {args.dataset!r}; choose one of {list(TOY2D_DATASETS)}.")
-    if args.beta_schedule not in BETA_SCHEDULES:
-        raise ValueError(f"Unknown --beta_schedule {args.beta_schedule!r}; choose one of {list(BETA_SCHEDULES)}.")
-    if args.prediction_type not in PREDICTION_TYPES:
-        raise ValueError(
-            f"Unknown --prediction_type {args.prediction_type!r}; choose one of {list(PREDICTION_TYPES)}."
-        )
-    if args.loss_weighting not in LOSS_WEIGHTINGS:
-        raise ValueError(f"Unknown --loss_weighting {args.loss_weighting!r}; choose one of {list(LOSS_WEIGHTINGS)}.")
-    if args.residual_output not in ("auto", "yes", "no"):
-        raise ValueError(f"Unknown --residual_output {args.residual_output!r}; choose one of ['auto', 'yes', 'no'].")
-    if args.lr_scheduler not in LR_SCHEDULERS:
-        raise ValueError(f"Unknown --lr_scheduler {args.lr_scheduler!r}; choose one of {list(LR_SCHEDULERS)}.")
-    for name in ("num_train_points", "num_train_timesteps", "train_batch_size", "max_train_steps", "num_eval_points"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}.")
-    if args.num_eval_points > COURSE_DATASET_SIZE:
-        raise ValueError(
-            f"--num_eval_points must be at most {COURSE_DATASET_SIZE} (the course's dataset size), "
-            f"got {args.num_eval_points}."
-        )
+    """Reject flags that contradict each other before anything is written."""
+    flags.check_run_flags(args)
+    flags.check_diffusion_flags(args)
     if args.train_batch_size > args.num_train_points:
         raise ValueError(
             f"--train_batch_size {args.train_batch_size} exceeds --num_train_points {args.num_train_points}."
         )
-    if args.num_inference_steps is not None and not 1 <= args.num_inference_steps <= args.num_train_timesteps:
-        raise ValueError(
-            f"--num_inference_steps must be in 1..{args.num_train_timesteps} (--num_train_timesteps), "
-            f"got {args.num_inference_steps}."
-        )
-    if args.output_scale is not None and not args.output_scale > 0:
-        raise ValueError(f"--output_scale must be > 0, got {args.output_scale}.")
-    if not args.learning_rate > 0:
-        raise ValueError(f"--learning_rate must be > 0, got {args.learning_rate}.")
-    if not 0 <= args.seed <= MAX_SEED:
-        raise ValueError(f"--seed must be in 0..{MAX_SEED}, got {args.seed}.")
     check_output_dir(args.output_dir, args.overwrite_output_dir)
 
 
@@ -189,14 +124,8 @@ def main(args):
     set_seed(args.seed)
 
     # Model and scheduler first: their constructors check the remaining settings before any work is done.
-    scheduler = ExtendedDDPMScheduler(
-        num_train_timesteps=args.num_train_timesteps,
-        beta_schedule=args.beta_schedule,
-        beta_start=args.beta_start,
-        beta_end=args.beta_end,
-        prediction_type=args.prediction_type,
-        clip_sample=False,  # clipping x0 to [-1, 1] would squash 2D data, which spans about [-4, 4]
-    )
+    # Clipping x0 to [-1, 1] would squash 2D data, which spans about [-4, 4].
+    scheduler = make_noise_scheduler(args, clip_sample=False)
     residual_output = {"auto": scheduler.config.prediction_type == "mean", "yes": True, "no": False}[
         args.residual_output
     ]
@@ -212,25 +141,11 @@ def main(args):
     dataloader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(train_points), batch_size=args.train_batch_size, shuffle=True, drop_last=True
     )
-    optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=args.learning_rate,
-        betas=(args.adam_beta1, args.adam_beta2),
-        weight_decay=args.adam_weight_decay,
-        eps=args.adam_epsilon,
-    )
+    optimizer = make_optimizer(args, model.parameters())
     # Not passed to accelerator.prepare: stepped by hand once per optimizer step, whatever the number of processes.
-    lr_scheduler = get_scheduler(
-        args.lr_scheduler,
-        optimizer=optimizer,
-        num_warmup_steps=args.lr_warmup_steps,
-        num_training_steps=args.max_train_steps,
-    )
+    lr_scheduler = make_lr_scheduler(args, optimizer, args.max_train_steps)
     model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
-    ema_model = None
-    if args.use_ema:
-        ema_model = EMAModel(model.parameters(), decay=args.ema_max_decay, use_ema_warmup=True)
-        ema_model.to(accelerator.device)
+    ema_model = make_ema(args, model.parameters(), accelerator.device)
 
     num_parameters = sum(parameter.numel() for parameter in model.parameters())
     logger.info(

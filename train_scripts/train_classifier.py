@@ -10,7 +10,6 @@ the held-out accuracy. Multi-label data (an i-CLEVR folder: objects.json, train.
 with binary cross-entropy and is scored by i-CLEVR's rule (top-k labels, k = number of true labels).
 """
 
-import argparse
 import json
 import math
 import os
@@ -21,44 +20,49 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from ddpm_hf.data import RESIZE_MODES, load_image_tensors
+from ddpm_hf.data import load_image_tensors
 from ddpm_hf.metrics import multi_label_accuracy, single_label_accuracy
 from ddpm_hf.models import ImageClassifier
-from ddpm_hf.training import check_output_dir, staged_output_dir
+from ddpm_hf.training import (
+    check_output_dir,
+    number_in_range,
+    parse_args_with_config,
+    staged_output_dir,
+)
+from ddpm_hf.training import flag_groups as flags
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description="Train an image classifier (judge and feature network).")
-    parser.add_argument("--dataset_name", type=str, default=None, help="'digits', a .npz, a folder or a Hub id.")
-    parser.add_argument("--dataset_config_name", type=str, default=None, help="Config name of a Hub dataset.")
-    parser.add_argument("--train_data_dir", type=str, default=None, help="A local image or dataset folder.")
-    parser.add_argument("--image_column", type=str, default=None, help="Image column (default: found).")
-    parser.add_argument("--label_column", type=str, default=None, help="Label column (default: found).")
+    parser = flags.FlagParser(description="Train an image classifier (judge and feature network).")
+    flags.add_run_flags(parser)
+    flags.add_image_data_flags(parser, resolution=32)
     parser.add_argument(
-        "--resize_mode",
-        type=str,
-        default="crop",
-        help="'crop' (shorter side, centre crop) or 'stretch' (whole image to the square, e.g. i-CLEVR's 320x240).",
+        "--validation_fraction",
+        type=flags.UNIT_INTERVAL_OPEN,
+        default=0.2,
+        help="Share held out for accuracy.",
     )
-    parser.add_argument("--resolution", type=int, default=32, help="Images are resized and cropped to this side.")
-    parser.add_argument("--validation_fraction", type=float, default=0.2, help="Share held out for accuracy.")
     parser.add_argument("--block_channels", type=int, nargs="+", default=[32, 64, 128], help="Width per level.")
-    parser.add_argument("--feature_dim", type=int, default=128, help="Size of the feature vector (FID features).")
     parser.add_argument(
-        "--pooling",
-        type=str,
-        default=None,
-        choices=["mean", "mean_max"],
-        help="Feature pooling; default 'mean', or 'mean_max' for multi-label data (small objects).",
+        "--feature_dim", type=flags.POSITIVE_INT, default=128, help="Size of the feature vector (FID)."
     )
-    parser.add_argument("--train_batch_size", type=int, default=128, help="Batch size.")
-    parser.add_argument("--num_epochs", type=int, default=30, help="Passes over the training part.")
-    parser.add_argument("--learning_rate", type=float, default=2e-3, help="AdamW learning rate (cosine decay).")
-    parser.add_argument("--weight_decay", type=float, default=1e-4, help="AdamW weight decay.")
-    parser.add_argument("--max_shift", type=int, default=1, help="Random shift augmentation, in pixels (0: none).")
+    pooling_help = "Feature pooling; default 'mean', or 'mean_max' for multi-label data (small objects)."
+    parser.add_argument("--pooling", type=str, default=None, choices=["mean", "mean_max"], help=pooling_help)
+    parser.add_argument("--train_batch_size", type=flags.POSITIVE_INT, default=128, help="Batch size.")
+    parser.add_argument("--num_epochs", type=flags.POSITIVE_INT, default=30, help="Passes over the training part.")
+    parser.add_argument(
+        "--learning_rate",
+        type=flags.POSITIVE,
+        default=2e-3,
+        help="AdamW learning rate (cosine decay).",
+    )
+    parser.add_argument("--weight_decay", type=flags.NON_NEGATIVE, default=1e-4, help="AdamW weight decay.")
+    parser.add_argument(
+        "--max_shift", type=int, default=1, help="Random shift augmentation, in pixels (0: none; below --resolution)."
+    )
     parser.add_argument(
         "--max_blur",
-        type=float,
+        type=number_in_range(float, 0, 3),
         default=0.0,
         help="Gaussian blur augmentation: each training image is blurred with a sigma drawn uniformly from "
         "[0, max_blur] pixels (0: none). About 1 makes a judge of generated images blind to their slight softness.",
@@ -71,27 +75,13 @@ def build_parser():
         "or ylecun/mnist) and write its accuracy to metrics.json as test_accuracy.",
     )
     parser.add_argument("--test_split", type=str, default="test", help="Split of --test_dataset_name to score.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the split, the weights and the batches.")
-    parser.add_argument("--output_dir", type=str, required=True, help="Where the classifier is written.")
-    parser.add_argument(
-        "--overwrite_output_dir", action="store_true", help="Replace an earlier run's output_dir (no other folder)."
-    )
     return parser
 
 
 def parse_args(argv=None):
-    args = build_parser().parse_args(argv)
-    if (args.dataset_name is None) == (args.train_data_dir is None):
-        raise ValueError("Give exactly one of --dataset_name and --train_data_dir.")
-    if args.resize_mode not in RESIZE_MODES:
-        raise ValueError(f"Unknown --resize_mode {args.resize_mode!r}; choose one of {list(RESIZE_MODES)}.")
-    if not 0 < args.validation_fraction < 1:
-        raise ValueError(f"--validation_fraction must be in (0, 1), got {args.validation_fraction}.")
-    if not 0 <= args.max_blur <= 3:
-        raise ValueError(f"--max_blur must be in [0, 3] pixels, got {args.max_blur}.")
-    for name in ("resolution", "train_batch_size", "num_epochs", "feature_dim"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}.")
+    args = parse_args_with_config(build_parser(), argv)
+    flags.check_run_flags(args)
+    flags.check_image_data_flags(args)
     groups = ImageClassifier.norm_groups
     if any(width < 1 or width % groups for width in args.block_channels):
         raise ValueError(
@@ -103,17 +93,13 @@ def parse_args(argv=None):
             f"--max_shift must be in [0, {args.resolution - 1}] pixels (0: no shift; below --resolution "
             f"{args.resolution}), got {args.max_shift}."
         )
-    if not (math.isfinite(args.learning_rate) and args.learning_rate > 0):
-        raise ValueError(f"--learning_rate must be a finite number > 0, got {args.learning_rate}.")
-    if not (math.isfinite(args.weight_decay) and args.weight_decay >= 0):
-        raise ValueError(f"--weight_decay must be a finite number >= 0, got {args.weight_decay}.")
     check_output_dir(args.output_dir, args.overwrite_output_dir, data_paths(args))
     return args
 
 
 def data_paths(args):
     """The local data the run reads, which its output_dir must stay apart from (Hub ids and built-ins are skipped)."""
-    return (args.train_data_dir, args.dataset_name, args.test_dataset_name)
+    return (args.train_data_dir, args.dataset_name, args.test_dataset_name, args.cache_dir)
 
 
 def stratified_split(labels: torch.Tensor, fraction: float, generator: torch.Generator):
@@ -168,6 +154,7 @@ def load_test_split(args, class_names, channels):
         args.test_dataset_name, None, args.resolution, mode="L" if channels == 1 else "RGB",
         image_column=args.image_column, label_column=args.label_column,
         split=args.test_split, dataset_config_name=args.dataset_config_name, resize_mode=args.resize_mode,
+        cache_dir=args.cache_dir,
     )  # fmt: skip
     if labels is None or test_names != class_names:
         raise ValueError(
@@ -191,7 +178,7 @@ def main(args):
     images, labels, class_names = load_image_tensors(
         args.dataset_name, args.train_data_dir, args.resolution, image_column=args.image_column,
         label_column=args.label_column, dataset_config_name=args.dataset_config_name, resize_mode=args.resize_mode,
-        progress=True,
+        progress=True, cache_dir=args.cache_dir,
     )  # fmt: skip
     if labels is None:
         raise ValueError(

@@ -1,6 +1,7 @@
 from .iclevr import ICLEVR_OBJECTS, iclevr_dataset, make_synthetic_iclevr, read_iclevr_conditions, read_iclevr_objects
 from .images import (
     BUILTIN_DATASETS,
+    checked_labels,
     class_names_of,
     find_image_column,
     find_label_column,
@@ -19,10 +20,21 @@ from .toy2d import (
     sample_toy2d,
     toy2d_normalisation,
 )
+from .training_data import (
+    CONDITIONS,
+    ImageData,
+    ImageDataSettings,
+    drop_unreadable_images,
+    load_training_images,
+    single_class_folder,
+)
 from .transforms import RESIZE_MODES, channel_mode, dataset_mode, decode_image, preprocess_image, resize_and_crop
 
 __all__ = [
+    "CONDITIONS",
     "COURSE_DATASET_SIZE",
+    "ImageData",
+    "ImageDataSettings",
     "IndexDataset",
     "RESIZE_MODES",
     "BUILTIN_DATASETS",
@@ -34,15 +46,18 @@ __all__ = [
     "read_iclevr_objects",
     "TOY2D_DATASETS",
     "channel_mode",
+    "checked_labels",
     "check_toy2d_name",
     "class_names_of",
     "course_normalise",
     "dataset_mode",
     "decode_image",
+    "drop_unreadable_images",
     "find_image_column",
     "find_label_column",
     "load_image_dataset",
     "load_image_tensors",
+    "load_training_images",
     "multi_hot",
     "preload_images",
     "preprocess_image",
@@ -50,6 +65,7 @@ __all__ = [
     "sample_course_toy2d",
     "sample_raw_toy2d",
     "sample_toy2d",
+    "single_class_folder",
     "toy2d_normalisation",
     "uint8_to_model_input",
 ]

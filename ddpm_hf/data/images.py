@@ -157,38 +157,31 @@ def load_image_dataset(
     return dataset
 
 
+def _find_column(dataset, given: str | None, flag: str, feature_type, usual_names) -> str | None:
+    """`given` when it is a column (else refused naming the flag and the columns), or the first column whose feature
+    is of `feature_type`, or the first of `usual_names` the dataset has, or None."""
+    columns = list(dataset.column_names)
+    if given is not None:
+        if given not in columns:
+            raise ValueError(f"{flag} {given!r} is not a column of the dataset; columns: {columns}.")
+        return given
+    for name, feature in dataset.features.items():
+        if isinstance(feature, feature_type):
+            return name
+    return next((name for name in usual_names if name in columns), None)
+
+
 def find_image_column(dataset, image_column: str | None = None) -> str:
     """The image column: `image_column` if given, else the first `Image` feature or a usual name."""
-    datasets = _require_datasets()
-    columns = list(dataset.column_names)
-    if image_column is not None:
-        if image_column not in columns:
-            raise ValueError(f"--image_column {image_column!r} is not a column of the dataset; columns: {columns}.")
-        return image_column
-    for name, feature in dataset.features.items():
-        if isinstance(feature, datasets.Image):
-            return name
-    for name in IMAGE_COLUMN_NAMES:
-        if name in columns:
-            return name
-    raise ValueError(f"No image column found; columns: {columns}. Name it with --image_column.")
+    found = _find_column(dataset, image_column, "--image_column", _require_datasets().Image, IMAGE_COLUMN_NAMES)
+    if found is None:
+        raise ValueError(f"No image column found; columns: {list(dataset.column_names)}. Name it with --image_column.")
+    return found
 
 
 def find_label_column(dataset, label_column: str | None = None) -> str | None:
     """The label column: `label_column` if given, else the first `ClassLabel` feature or a usual name, else None."""
-    datasets = _require_datasets()
-    columns = list(dataset.column_names)
-    if label_column is not None:
-        if label_column not in columns:
-            raise ValueError(f"--label_column {label_column!r} is not a column of the dataset; columns: {columns}.")
-        return label_column
-    for name, feature in dataset.features.items():
-        if isinstance(feature, datasets.ClassLabel):
-            return name
-    for name in LABEL_COLUMN_NAMES:
-        if name in columns:
-            return name
-    return None
+    return _find_column(dataset, label_column, "--label_column", _require_datasets().ClassLabel, LABEL_COLUMN_NAMES)
 
 
 def is_multi_label(dataset, label_column: str) -> bool:
@@ -215,3 +208,26 @@ def class_names_of(dataset, label_column: str) -> list[str]:
             f"got values like {values[:5]}."
         )
     return [str(index) for index in range(int(values[-1]) + 1)]
+
+
+def checked_labels(dataset, label_column: str) -> tuple[list, list[str], bool]:
+    """
+    The labels of `label_column`, every one checked to name a class: (values, class names, multi-label or not).
+
+    The class names are `class_names_of`'s; a value outside 0..K-1 (`datasets` writes -1 for a missing `ClassLabel`)
+    or, for multi-label data (`is_multi_label`: a list of labels per image), an empty list or an id outside that
+    range is refused, naming the column, how many values and a few of them.
+    """
+    class_names = class_names_of(dataset, label_column)
+    multi_label = is_multi_label(dataset, label_column)
+    labels, num_classes = dataset[label_column], len(class_names)
+    if multi_label:
+        bad = [value for value in labels if not value or not all(0 <= v < num_classes for v in value)]
+    else:
+        bad = [value for value in labels if not isinstance(value, int) or not 0 <= value < num_classes]
+    if bad:
+        raise ValueError(
+            f"Label column {label_column!r} holds {len(bad)} values outside 0..{num_classes - 1}"
+            f"{' or empty label lists' if multi_label else ''}, e.g. {bad[:5]}."
+        )
+    return labels, class_names, multi_label

@@ -10,7 +10,27 @@ from .checkpoints import (
 from .config_file import load_config_file, parse_args_with_config, typed_config_value
 from .disk_full import DiskFullError, is_disk_full, naming_a_full_disk
 from .export import PIPELINE_CONFIG, pipeline_from_checkpoint, write_pipeline_config
+from .flag_groups import (
+    DIFFUSION_DEFAULTS,
+    LOGGERS,
+    LR_SCHEDULERS,
+    MAX_SEED,
+    POSITIVE_INT,
+    FlagParser,
+    add_diffusion_flags,
+    add_ema_flags,
+    add_image_data_flags,
+    add_optimizer_flags,
+    add_run_flags,
+    add_saving_flags,
+    add_tracker_flags,
+    check_diffusion_flags,
+    check_image_data_flags,
+    check_run_flags,
+    check_tracker_flags,
+)
 from .flag_types import number_in_range
+from .from_flags import make_ema, make_lr_scheduler, make_noise_scheduler, make_optimizer
 from .loss import LOSS_WEIGHTINGS, diffusion_loss, resolve_loss_weighting
 from .loss_log import DeferredLossLog, final_loss, read_losses
 from .output_dir import (
@@ -24,25 +44,48 @@ from .output_dir import (
     write_run_marker,
 )
 from .rng import TrainingRNG
-from .run_folder import clean_run_folder, save_pipeline_folder
+from .run_config import RUN_CONFIG, check_resume_settings, write_run_config
+from .run_folder import clean_run_folder, save_pipeline, save_pipeline_folder
 from .run_lock import RUN_LOCK, RunFolderLock, check_run_folder_free, lock_run_folder, run_folder_holder
+from .speed import add_speed_flags, check_speed_flags, resolve_speed_settings
 from .state_files import load_state_files, save_state_files
 from .throughput import ThroughputRecord
 from .trackers import log_images_to_trackers
 
 __all__ = [
+    "DIFFUSION_DEFAULTS",
     "DeferredLossLog",
     "DiskFullError",
-    "RUN_LOCK",
-    "RunFolderLock",
-    "PIPELINE_CONFIG",
+    "FlagParser",
+    "LOGGERS",
     "LOSS_WEIGHTINGS",
+    "LR_SCHEDULERS",
+    "MAX_SEED",
+    "POSITIVE_INT",
+    "PIPELINE_CONFIG",
+    "RUN_CONFIG",
+    "RUN_LOCK",
     "RUN_MARKER",
+    "RunFolderLock",
     "ThroughputRecord",
     "TrainingRNG",
+    "add_diffusion_flags",
+    "add_ema_flags",
+    "add_image_data_flags",
+    "add_optimizer_flags",
+    "add_run_flags",
+    "add_saving_flags",
+    "add_speed_flags",
+    "add_tracker_flags",
     "check_checkpoint_of_run",
+    "check_diffusion_flags",
+    "check_image_data_flags",
     "check_output_dir",
+    "check_resume_settings",
+    "check_run_flags",
     "check_run_folder_free",
+    "check_speed_flags",
+    "check_tracker_flags",
     "clean_run_folder",
     "diffusion_loss",
     "final_loss",
@@ -55,6 +98,10 @@ __all__ = [
     "load_state_files",
     "lock_run_folder",
     "log_images_to_trackers",
+    "make_ema",
+    "make_lr_scheduler",
+    "make_noise_scheduler",
+    "make_optimizer",
     "naming_a_full_disk",
     "number_in_range",
     "open_run_folder",
@@ -65,13 +112,16 @@ __all__ = [
     "read_run_id",
     "resolve_checkpoint",
     "resolve_loss_weighting",
+    "resolve_speed_settings",
     "run_folder_holder",
     "save_checkpoint",
+    "save_pipeline",
     "save_pipeline_folder",
     "save_state_files",
     "staged_output_dir",
     "typed_config_value",
     "verify_checkpoint",
     "write_pipeline_config",
+    "write_run_config",
     "write_run_marker",
 ]

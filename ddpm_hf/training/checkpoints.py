@@ -186,7 +186,8 @@ def resolve_checkpoint(
         checkpoints_dir (`str`): The run's checkpoints folder.
         resume_from_checkpoint (`str`): `"latest"`: the newest complete checkpoint of the run that verifies; a newer
             damaged one, or one of another run, is skipped with a logged warning naming both (None when there is no
-            checkpoint yet). Or a `checkpoint-N` name or a path in `checkpoints_dir`.
+            checkpoint yet). Or a `checkpoint-N` name, a path in `checkpoints_dir`, or diffusers' naming of it,
+            RUN/checkpoint-N for RUN/checkpoints/checkpoint-N.
         run_id (`str`, *optional*): The run's id (`read_run_id`); checkpoints whose manifest records another one are
             refused. Without it, only where the checkpoint lies is checked.
 
@@ -218,8 +219,7 @@ def resolve_checkpoint(
                 "output_dir."
             )
         return None
-    in_run = os.path.join(checkpoints_dir, resume_from_checkpoint)
-    path = in_run if os.path.isdir(in_run) else resume_from_checkpoint  # a name in the run first
+    path = _named_checkpoint_path(checkpoints_dir, resume_from_checkpoint)
     match = CHECKPOINT_PATTERN.match(os.path.basename(os.path.normpath(path)))
     if not os.path.isdir(path) or match is None:
         available = [os.path.basename(p) for _, p in list_checkpoints(checkpoints_dir)]
@@ -241,6 +241,22 @@ def resolve_checkpoint(
             f"{intact or 'none'}."
         )
     return int(match.group(1)), path
+
+
+def _named_checkpoint_path(checkpoints_dir: str, name: str) -> str:
+    """
+    The folder `name` points to: a checkpoint-N name in `checkpoints_dir` first, else the path itself, else, for
+    diffusers' naming RUN/checkpoint-N (diffusers writes a run's checkpoints into the run folder itself),
+    RUN/checkpoints/checkpoint-N, where this project keeps them.
+    """
+    for path in (os.path.join(checkpoints_dir, name), name):
+        if os.path.isdir(path):
+            return path
+    parent, base = os.path.split(os.path.normpath(name))
+    in_checkpoints_folder = os.path.join(parent, "checkpoints", base)
+    if CHECKPOINT_PATTERN.match(base) and os.path.isdir(in_checkpoints_folder):
+        return in_checkpoints_folder
+    return name
 
 
 def save_checkpoint(

@@ -169,9 +169,9 @@ def typed_config_value(key: str, value, action):
 
 def load_config_file(path: str, parser) -> dict:
     """
-    Read `path` (.yaml, .yml or .json) and check its keys and values against the flags of `parser`: each value is
-    converted by `typed_config_value` as the flag would convert it on the command line. YAML aliases and repeated keys
-    are refused.
+    Read `path` (.yaml, .yml or .json) and check its keys and values against the flags of `parser`: a key is a flag's
+    name or another of its long option names (without dashes), and each value is converted by `typed_config_value`
+    as the flag would convert it on the command line. YAML aliases and repeated keys are refused.
 
     Returns:
         `dict`: flag name (without dashes, with underscores) -> typed value, for `parser.set_defaults(**values)`.
@@ -189,7 +189,15 @@ def load_config_file(path: str, parser) -> dict:
         raise ValueError(message if message.startswith("--config") else f"--config {path!r}: {message}") from None
     if not isinstance(values, dict):
         raise ValueError(f"--config {path!r} must hold a mapping of flag names to values.")
-    actions = {action.dest: action for action in parser._actions if action.dest not in ("help", "config")}
+    actions = {}  # each flag by its name, and by its other long option names (aliases such as --ddpm_num_steps)
+    for action in parser._actions:
+        if action.dest in ("help", "config"):
+            continue
+        actions[action.dest] = action
+        for option in action.option_strings:
+            negation = isinstance(action, argparse.BooleanOptionalAction) and option.startswith("--no-")
+            if option.startswith("--") and not negation:
+                actions.setdefault(option[2:].replace("-", "_"), action)
     not_names = [key for key in values if not isinstance(key, str)]
     if not_names:
         raise ValueError(f"--config {path!r}: keys must be flag names, got {short_repr(not_names)}.")
@@ -198,7 +206,7 @@ def load_config_file(path: str, parser) -> dict:
         raise ValueError(f"Unknown keys [{', '.join(unknown)}] in --config {path!r}; known flags: {sorted(actions)}.")
     typed = {}
     for key, value in values.items():
-        dest = key.replace("-", "_")
+        dest = actions[key.replace("-", "_")].dest
         if dest in typed:
             raise ValueError(f"--config {path!r}: {dest} is given twice (as {key!r} and another spelling).")
         try:

@@ -32,10 +32,10 @@ def number_in_range(
     """
     if kind not in (int, float):
         raise ValueError(f"kind must be int or float, got {kind!r}.")
-    left = "(" if exclusive_minimum else "["
-    right = ")" if exclusive_maximum else "]"
-    low = "-inf" if minimum is None else f"{minimum:g}"
-    high = "inf" if maximum is None else f"{maximum:g}"
+    left = "(" if exclusive_minimum or minimum is None else "["  # an infinite end is never included
+    right = ")" if exclusive_maximum or maximum is None else "]"
+    low = "-inf" if minimum is None else _bound_text(minimum)
+    high = "inf" if maximum is None else _bound_text(maximum)
     allowed = f"{left}{low}, {high}{right}"
     kind_name = "an integer" if kind is int else "a number"
 
@@ -52,3 +52,8 @@ def number_in_range(
 
     convert.__name__ = f"{kind.__name__} in {allowed}"
     return convert
+
+
+def _bound_text(bound: float) -> str:
+    """An integer bound in full (a seed's 4294967295, not 4.29497e+09); a float one in its short form."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"

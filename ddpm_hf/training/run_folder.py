@@ -29,9 +29,23 @@ def clean_run_folder(output_dir: str) -> list[str]:
     return restored
 
 
+def save_pipeline(pipeline, folder: str) -> None:
+    """
+    `pipeline.save_pretrained(folder)` as the scripts save a model: as diffusers' own `DDPMPipeline` where the model
+    can be one (`DDPMCFGPipeline.ddpm_pipeline_obstacle()` is None: an unconditional `UNet2DModel` predicting epsilon,
+    x0 or v), so that `DDPMPipeline.from_pretrained(folder)` loads it with no custom code and gives the same images;
+    every other model with its pipeline's source copies.
+    """
+    obstacle = getattr(pipeline, "ddpm_pipeline_obstacle", None)
+    if obstacle is not None and obstacle() is None:
+        pipeline.save_pretrained(folder, as_ddpm_pipeline=True)
+    else:
+        pipeline.save_pretrained(folder)
+
+
 def save_pipeline_folder(pipeline, output_dir: str, write_extras: Callable[[str], None] | None = None) -> None:
     """
-    `pipeline.save_pretrained` into `output_dir`, which may already hold an earlier save and the run's other files.
+    `save_pipeline` into `output_dir`, which may already hold an earlier save and the run's other files.
 
     The pipeline, and what `write_extras(staging_folder)` adds beside it (a model card, metrics), is written to a
     staging folder inside `output_dir` first. Then each component folder replaces the old one in one atomic exchange
@@ -52,7 +66,7 @@ def save_pipeline_folder(pipeline, output_dir: str, write_extras: Callable[[str]
     kept = f"the pipeline saved before in {output_dir}, if any, is kept whole"
     try:
         with naming_a_full_disk(staging, kept=kept):
-            pipeline.save_pretrained(staging)
+            save_pipeline(pipeline, staging)
             if write_extras is not None:
                 write_extras(staging)
         with naming_a_full_disk(output_dir, kept=kept):

@@ -93,15 +93,18 @@ def test_two_processes_give_one_coherent_run(tmp_path):
         (["--num_inference_steps", "41"], "1..40"),
         (["--train_batch_size", "0"], "train_batch_size"),
         (["--lr_scheduler", "step"], "step.*cosine"),
+        (["--lr_scheduler", "piecewise_constant"], "piecewise_constant"),  # needs step rules no flag gives
         (
             ["--loss_weighting", "snr"],
-            r"Unknown --loss_weighting 'snr'; choose one of \['auto', 'uniform', 'epsilon'\]",
+            r"argument --loss_weighting: invalid choice: 'snr' \(choose from 'auto', 'uniform', 'epsilon'\)",
         ),
-        (["--residual_output", "maybe"], r"Unknown --residual_output 'maybe'"),
-        (["--output_scale", "-1"], r"--output_scale must be > 0, got -1.0"),
-        (["--seed", "-1"], r"--seed must be in 0..4293967292, got -1"),
-        (["--seed", str(2**32 - 1)], r"--seed must be in 0..4293967292, got 4294967295"),
-        (["--num_eval_points", "1000001"], r"--num_eval_points must be at most 1000000 .*, got 1000001"),
+        (["--residual_output", "maybe"], r"argument --residual_output: invalid choice: 'maybe'"),
+        (["--output_scale", "-1"], r"argument --output_scale: must be a number in \(0, inf\), got -1.0"),
+        (["--seed", "-1"], r"argument --seed: must be an integer in \[0, 4293967292\], got -1"),
+        (["--seed", str(2**32 - 1)], r"argument --seed: must be an integer in \[0, 4293967292\], got 4294967295"),
+        (["--num_eval_points", "1000001"], r"--num_eval_points: must be an integer in \[1, 1000000\], got 1000001"),
+        (["--adam_beta1", "1"], r"argument --adam_beta1: must be a number in \[0, 1\), got 1.0"),
+        (["--ema_max_decay", "nan"], r"argument --ema_max_decay: must be a number in \[0, 1\], got nan"),
     ],
 )
 def test_bad_flags_are_refused_before_writing_anything(tmp_path, bad_args, message):

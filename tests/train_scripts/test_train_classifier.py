@@ -156,9 +156,10 @@ def test_a_test_set_with_other_classes_is_refused_before_training(tmp_path):
         (["--block_channels", "0"], r"--block_channels must be positive multiples of 8"),
         (["--max_shift", "-3"], r"--max_shift must be in \[0, 31\] pixels .*got -3"),
         (["--resolution", "8", "--max_shift", "8"], r"--max_shift must be in \[0, 7\] pixels .*got 8"),
-        (["--learning_rate", "0"], r"--learning_rate must be a finite number > 0, got 0.0"),
-        (["--learning_rate", "nan"], r"--learning_rate must be a finite number > 0, got nan"),
-        (["--weight_decay", "-0.1"], r"--weight_decay must be a finite number >= 0, got -0.1"),
+        (["--learning_rate", "0"], r"argument --learning_rate: must be a number in \(0, inf\), got 0.0"),
+        (["--learning_rate", "nan"], r"argument --learning_rate: must be a number in \(0, inf\), got nan"),
+        (["--weight_decay", "-0.1"], r"argument --weight_decay: must be a number in \[0, inf\), got -0.1"),
+        (["--resize_mode", "pad"], r"argument --resize_mode: invalid choice: 'pad' \(choose from 'crop', 'stretch'\)"),
     ],
 )
 def test_bad_flags(tmp_path, argv, message):

@@ -149,12 +149,12 @@ def test_a_non_finite_loss_read_late_still_stops_before_any_checkpoint_holds_it(
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--loss_read_steps", "0"], r"--loss_read_steps must be a number in \[1, inf\), got 0"),
+        (["--loss_read_steps", "0"], r"argument --loss_read_steps: must be an integer in \[1, inf\), got 0"),
         (["--data_on_device", "--no-center_crop"], "--data_on_device keeps one crop"),
-        (["--torch_compile_mode", "fastest"], "Unknown --torch_compile_mode 'fastest'"),
+        (["--torch_compile_mode", "fastest"], r"argument --torch_compile_mode: invalid choice: 'fastest'"),
         (
             ["--compile_backend", "bogus"],
-            r"Unknown --compile_backend 'bogus'; choose one of \['eager', 'aot_eager', 'inductor'",
+            r"argument --compile_backend: invalid choice: 'bogus' \(choose from 'eager', 'aot_eager', 'inductor'",
         ),
     ],
 )

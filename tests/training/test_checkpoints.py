@@ -251,6 +251,19 @@ def test_a_checkpoint_of_another_run_is_refused_naming_that_run(tmp_path, caplog
     assert "checkpoint-6 cannot be resumed (it belongs to the run in" in caplog.text
 
 
+def test_diffusers_naming_of_a_checkpoint_finds_it_in_the_checkpoints_folder(tmp_path):
+    mine, other = tmp_path / "mine" / "checkpoints", tmp_path / "other" / "checkpoints"
+    train_and_save(mine, run_id=RUN_A)
+    train_and_save(other, run_id=RUN_B)
+    # diffusers writes RUN/checkpoint-N; this project keeps it as RUN/checkpoints/checkpoint-N
+    found = resolve_checkpoint(str(mine), str(tmp_path / "mine" / "checkpoint-2"), run_id=RUN_A)
+    assert found == (2, str(mine / "checkpoint-2"))
+    with pytest.raises(ValueError, match=rf"it belongs to the run in {tmp_path / 'other'} \(run id {RUN_B}\)"):
+        resolve_checkpoint(str(mine), str(tmp_path / "other" / "checkpoint-2"), run_id=RUN_A)
+    with pytest.raises(ValueError, match=r"'checkpoint-8' is not a checkpoint folder; use 'latest' or one of"):
+        resolve_checkpoint(str(mine), "checkpoint-8", run_id=RUN_A)
+
+
 def test_a_checkpoint_written_before_run_ids_still_resumes_from_its_own_run(tmp_path):
     mine, other = tmp_path / "mine" / "checkpoints", tmp_path / "other" / "checkpoints"
     train_and_save(mine)

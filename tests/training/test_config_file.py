@@ -30,6 +30,7 @@ def build_parser():
     parser.add_argument("--hidden_dims", type=int, nargs="+", default=[128, 128])
     parser.add_argument("--crop", type=int, nargs=2, default=None)
     parser.add_argument("--beta_schedule", type=str, default="linear", choices=["linear", "quad", "cosine"])
+    parser.add_argument("--num_train_timesteps", "--ddpm_num_steps", type=int, default=1000)
     parser.add_argument("--hub_model_id", type=str, default=None)
     return parser
 
@@ -161,3 +162,11 @@ def test_every_lab_preset_still_loads(tmp_path):
             assert train_2d.parse_args(["--config", str(preset), "--output_dir", str(tmp_path / "o")])
         else:
             assert load_config_file(str(preset), parser)
+
+
+def test_an_alias_is_a_key_of_its_flag_and_a_negated_switch_is_not(tmp_path):
+    assert parse(tmp_path, "ddpm_num_steps: 40\n").num_train_timesteps == 40
+    with pytest.raises(ValueError, match=r"num_train_timesteps is given twice \(as 'num_train_timesteps' and another"):
+        parse(tmp_path, "ddpm_num_steps: 40\nnum_train_timesteps: 30\n")
+    with pytest.raises(ValueError, match=r"Unknown keys \['no_use_ema'\]"):
+        parse(tmp_path, "no_use_ema: true\n")
