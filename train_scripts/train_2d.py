@@ -3,7 +3,13 @@
     accelerate launch train_scripts/train_2d.py --dataset swiss_roll --output_dir outputs/swiss_roll
 
 Writes to --output_dir: the pipeline (model_index.json, model/, scheduler/), loss_curve.png, samples.png,
-forward_process.png, trajectory.gif and metrics.json. The folder appears only when the run has finished.
+forward_process.png, trajectory.gif, metrics.json, and best/: the pipeline of the epoch with the lowest held-out noise
+loss. The folder appears only when the run has finished.
+
+The held-out loss: after every --validation_epochs epochs (and at the end), the training loss on --validation_points
+points of a separate draw of the dataset (seed --seed + 500,009, in the training frame), each with one noise draw and
+timestep drawn once from --seed, with the EMA weights when EMA is on; metrics.json's `heldout` holds one record per
+epoch and the best one.
 
 Data are normalised the course's way, `(X - X.mean()) / X.std() * 2` with one mean and one std over both coordinates:
 training points with the statistics of the dataset's seed-0 draw of 1,000,000 points (`sample_toy2d`).
@@ -14,6 +20,7 @@ scores them against those 2048 raw points normalised by their own statistics alo
 normalisation error (docs/TOY2D.md).
 """
 
+import copy
 import json
 import logging
 import math
@@ -30,6 +37,8 @@ from tqdm.auto import tqdm
 from ddpm_hf import TOY2D_DATASETS, DDPM2DPipeline, MLP2DModel, chamfer_distance, sample_toy2d
 from ddpm_hf.data import COURSE_DATASET_SIZE, course_normalise, sample_raw_toy2d
 from ddpm_hf.training import (
+    BEST_DIR,
+    HeldoutLoss,
     check_output_dir,
     diffusion_loss,
     make_ema,
@@ -53,6 +62,7 @@ MEAN_OUTPUT_SCALE = 0.02
 # both seeds must stay in numpy's (and scikit-learn's) seed range 0..2**32 - 1.
 EVAL_SEED_OFFSET = 1_000_003
 MAX_SEED = 2**32 - 1 - EVAL_SEED_OFFSET
+HELDOUT_SEED_OFFSET = 500_009  # the held-out draw's seed: --seed plus this, disjoint from training and evaluation
 
 
 def parse_args(argv=None):
@@ -101,6 +111,20 @@ def parse_args(argv=None):
         type=number_in_range(int, 1, COURSE_DATASET_SIZE),
         default=2048,
         help="Points sampled for the figures and the Chamfer distance (at most the course's dataset size).",
+    )
+    heldout = parser.add_argument_group("held-out loss and best model")
+    heldout.add_argument(
+        "--validation_points",
+        type=flags.NON_NEGATIVE_INT,
+        default=2048,
+        help="Points of a separate draw of the dataset on which the held-out noise loss is scored (0: none, and no "
+        "best/).",
+    )
+    heldout.add_argument(
+        "--validation_epochs",
+        type=flags.POSITIVE_INT,
+        default=1,
+        help="Score the held-out loss every N epochs (passes over --num_train_points) and at the end.",
     )
     args = parse_args_with_config(parser, argv)
     check_args(args)
@@ -153,12 +177,20 @@ def main(args):
         f"prediction={scheduler.config.prediction_type} steps={args.max_train_steps} "
         f"batch={args.train_batch_size}x{accelerator.num_processes} parameters={num_parameters}"
     )
+    heldout = None
+    if args.validation_points:
+        heldout_points = sample_toy2d(args.dataset, args.validation_points, seed=args.seed + HELDOUT_SEED_OFFSET)
+        heldout_points = torch.from_numpy(heldout_points).to(accelerator.device)
+        source = f"{args.validation_points} points of a separate draw (seed {args.seed + HELDOUT_SEED_OFFSET})"
+        heldout = HeldoutLoss(heldout_points, {}, args.num_train_timesteps, args.seed, batch_size=4096, source=source)
+    scores, best = [], None  # the held-out records, and (record, weights) of the lowest
+    heldout_seconds = 0.0
     losses = []
     start_time = time.time()
     progress = tqdm(range(args.max_train_steps), disable=not accelerator.is_local_main_process, desc="train")
     global_step = 0
     num_epochs = math.ceil(args.max_train_steps / max(len(dataloader), 1))
-    for _ in range(num_epochs):
+    for epoch in range(num_epochs):
         model.train()
         for (clean_points,) in dataloader:
             loss = diffusion_loss(model, scheduler, clean_points, loss_weighting=args.loss_weighting)
@@ -176,7 +208,29 @@ def main(args):
             progress.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.2e}")
             if global_step >= args.max_train_steps:
                 break
-    train_seconds = time.time() - start_time
+        last_epoch = global_step >= args.max_train_steps
+        if (
+            heldout is not None
+            and accelerator.is_main_process
+            and ((epoch + 1) % args.validation_epochs == 0 or last_epoch)
+        ):
+            score_start = time.time()
+            scored = scored_model(accelerator.unwrap_model(model), ema_model)
+            record = {
+                "epoch": epoch,
+                "step": global_step,
+                "train_loss": float(np.mean(losses[scores[-1]["step"] if scores else 0 :])),
+                "heldout_loss": heldout(scored, scheduler, args.loss_weighting),
+            }
+            scores.append(record)
+            if best is None or record["heldout_loss"] < best[0]["heldout_loss"]:
+                best = (record, scored)
+            heldout_seconds += time.time() - score_start
+            logger.info(
+                f"epoch {epoch} (step {global_step}): train loss {record['train_loss']:.5f}, held-out loss "
+                f"{record['heldout_loss']:.5f}"
+            )
+    train_seconds = time.time() - start_time - heldout_seconds
     progress.close()
 
     accelerator.wait_for_everyone()
@@ -187,14 +241,39 @@ def main(args):
         model.eval()
         pipeline = DDPM2DPipeline(model=model, scheduler=scheduler)
         pipeline.set_progress_bar_config(desc="sample")
+        heldout_record = None
+        if heldout is not None:
+            best_record = {key: best[0][key] for key in ("epoch", "step", "heldout_loss")}
+            heldout_record = {
+                "source": heldout.source,
+                "images": len(heldout),
+                "weights": "ema" if args.use_ema else "model",
+                "seconds": round(heldout_seconds, 2),
+                "per_epoch": scores,
+                "best": best_record,
+            }
         with staged_output_dir(args.output_dir, args.overwrite_output_dir) as staging_dir:
-            save_outputs(args, pipeline, losses, train_seconds, staging_dir)
+            metrics = save_outputs(args, pipeline, losses, train_seconds, staging_dir, heldout_record)
+            if heldout is not None:  # best/: the weights of the lowest held-out loss, with their record
+                best_dir = os.path.join(staging_dir, BEST_DIR)
+                DDPM2DPipeline(model=best[1], scheduler=scheduler).save_pretrained(best_dir)
+                with open(os.path.join(best_dir, "metrics.json"), "w") as f:
+                    json.dump({**metrics, "heldout": {**heldout_record, "best": best_record}}, f, indent=2)
         logger.info(f"wrote {args.output_dir}")
     accelerator.end_training()
 
 
-def save_outputs(args, pipeline, losses, train_seconds, output_dir):
-    """Sample the trained model, score it, and write the pipeline, figures and metrics to `output_dir`."""
+def scored_model(model, ema_model):
+    """A copy of the network as it stands, with the EMA weights when EMA is on, in eval mode."""
+    scored = copy.deepcopy(model)
+    if ema_model is not None:
+        ema_model.copy_to(scored.parameters())
+    return scored.eval()
+
+
+def save_outputs(args, pipeline, losses, train_seconds, output_dir, heldout_record=None):
+    """Sample the trained model, score it, and write the pipeline, figures and metrics to `output_dir`; returns the
+    metrics."""
     pipeline.save_pretrained(output_dir)
     generator = torch.Generator(device="cpu").manual_seed(args.seed)
     start_time = time.time()
@@ -214,7 +293,12 @@ def save_outputs(args, pipeline, losses, train_seconds, output_dir):
     chamfer = chamfer_distance(output.samples, target)
     chamfer_self_normalised = chamfer_distance(output.samples, course_normalise(raw_target[: args.num_eval_points]))
 
-    save_loss_curve(losses, os.path.join(output_dir, "loss_curve.png"), title=f"{args.dataset} training loss")
+    save_loss_curve(
+        losses,
+        os.path.join(output_dir, "loss_curve.png"),
+        title=f"{args.dataset} training loss",
+        heldout=None if heldout_record is None else heldout_record["per_epoch"],
+    )
     save_samples_figure(
         output.samples,
         target,
@@ -248,6 +332,7 @@ def save_outputs(args, pipeline, losses, train_seconds, output_dir):
         "train_seconds": round(train_seconds, 1),
         "sample_seconds": round(sample_seconds, 1),
         "seed": args.seed,
+        "heldout": heldout_record,
     }
     with open(os.path.join(output_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
@@ -255,6 +340,7 @@ def save_outputs(args, pipeline, losses, train_seconds, output_dir):
         f"Chamfer distance {chamfer:.4f} against {args.num_eval_points} points of the course's data "
         f"({chamfer_self_normalised:.4f} against them normalised alone)"
     )
+    return metrics
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import time
 
 import datasets
 import torch
@@ -28,7 +29,7 @@ from diffusers import UNet2DModel
 from tqdm.auto import tqdm
 
 from ddpm_hf import UNET_PRESETS, DDPMCFGPipeline, make_unet
-from ddpm_hf.data import CONDITIONS, ImageDataSettings, load_training_images
+from ddpm_hf.data import CONDITIONS, HeldoutSettings, ImageDataSettings, load_training_images, split_off_heldout
 from ddpm_hf.hub import make_run_card, push_run_folder
 from ddpm_hf.models import LABEL_CONDITIONINGS, check_resolution
 from ddpm_hf.models.pretrained import (
@@ -42,14 +43,17 @@ from ddpm_hf.models.pretrained import (
 from ddpm_hf.sampling import SAMPLERS, default_num_steps, make_sampler
 from ddpm_hf.training import (
     DeferredLossLog,
+    HeldoutLoss,
     ThroughputRecord,
     TrainingRNG,
     add_speed_flags,
+    append_heldout_log,
     check_output_dir,
     check_resume_settings,
     check_speed_flags,
     diffusion_loss,
     final_loss,
+    keep_heldout_log,
     list_checkpoints,
     load_checkpoint,
     log_images_to_trackers,
@@ -60,10 +64,13 @@ from ddpm_hf.training import (
     number_in_range,
     open_run_folder,
     parse_args_with_config,
+    read_best_record,
+    read_heldout_log,
     read_losses,
     read_run_id,
     resolve_checkpoint,
     resolve_speed_settings,
+    save_best_pipeline,
     save_checkpoint,
     save_pipeline_folder,
     write_pipeline_config,
@@ -82,7 +89,7 @@ CHANGEABLE_ON_RESUME = """
     save_model_epochs epoch_sampler num_inference_steps guidance_scale sample_conditions_file eval_batch_size
     push_to_hub hub_model_id hub_token hub_private_repo hub_license channels_last fused_adamw foreach_ema
     torch_compile torch_compile_mode compile_backend data_on_device loss_read_steps
-    local_rank enable_xformers_memory_efficient_attention
+    local_rank enable_xformers_memory_efficient_attention validation_epochs
 """.split()
 # What parse_args resolves once and main uses, beside the flags: never recorded with the run's settings.
 RESOLVED = ("pretrained_folder", "model_config")
@@ -169,6 +176,7 @@ def build_parser():
     flags.add_optimizer_flags(parser)
     flags.add_ema_flags(parser)
     flags.add_saving_flags(parser)
+    flags.add_heldout_flags(parser)
     samples = parser.add_argument_group("sample grids")
     samples.add_argument(
         "--guidance_scale", type=flags.NON_NEGATIVE, default=3.0, help="Guidance s for the saved samples."
@@ -212,6 +220,7 @@ def data_paths(args) -> tuple:
         args.dataset_name,
         args.cache_dir,
         args.sample_conditions_file,
+        args.validation_dataset_name,
         args.pretrained_model_name_or_path,
         args.model_config_name_or_path,
     )
@@ -221,6 +230,7 @@ def check_args(args):
     """Reject bad flags, and fill in the defaults that depend on other flags, before anything is read or written."""
     flags.check_run_flags(args)
     flags.check_image_data_flags(args)
+    flags.check_heldout_flags(args)
     resolve_model_flags(args)
     flags.check_diffusion_flags(args)
     check_speed_flags(args)
@@ -423,9 +433,8 @@ def save_epoch_figures(args, accelerator, pipeline, row_conditions, epoch, step)
     log_images_to_trackers(accelerator, "samples", grid, step)
 
 
-def save_model(args, pipeline, metrics):
-    """The pipeline with its model card and metrics.json in --output_dir, moved in whole component by component
-    (model_index.json last), so a run killed at any moment leaves a loadable folder; pushed with --push_to_hub."""
+def card_and_metrics_writer(args, metrics):
+    """What a saved pipeline gets beside it: metrics.json and the model card (README.md)."""
 
     def write_card_and_metrics(folder):
         with open(os.path.join(folder, "metrics.json"), "w") as f:
@@ -433,7 +442,13 @@ def save_model(args, pipeline, metrics):
         card = make_run_card(folder, recorded_settings(args), metrics, repo_id=args.hub_model_id or args.output_dir)
         card.save(os.path.join(folder, "README.md"))
 
-    save_pipeline_folder(pipeline, args.output_dir, write_extras=write_card_and_metrics)
+    return write_card_and_metrics
+
+
+def save_model(args, pipeline, metrics):
+    """The pipeline with its model card and metrics.json in --output_dir, moved in whole component by component
+    (model_index.json last), so a run killed at any moment leaves a loadable folder; pushed with --push_to_hub."""
+    save_pipeline_folder(pipeline, args.output_dir, write_extras=card_and_metrics_writer(args, metrics))
     if args.push_to_hub:
         push_run_folder(args.output_dir, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo)
 
@@ -454,6 +469,49 @@ def run_metrics(args, accelerator, pipeline, throughput, speed, row_conditions, 
         "guidance_scale": args.guidance_scale,
         "seed": args.seed,
         "unet_parameters": sum(parameter.numel() for parameter in pipeline.unet.parameters()),
+    }
+
+
+def score_heldout(args, accelerator, heldout, pipeline, noise_scheduler, epoch, step, best, metrics_now):
+    """
+    The held-out noise loss of the model as it stands (EMA weights when EMA is on) beside the mean training loss since
+    the previous score: one line on the console, one record in heldout.jsonl and the trackers. When it is the lowest
+    yet, the model is saved as OUTPUT_DIR/best/ (atomically). Returns the best record so far (main process).
+    """
+    start = time.time()
+    heldout_loss = heldout(pipeline.unet, noise_scheduler, args.loss_weighting)
+    previous = read_heldout_log(args.output_dir)
+    since_step = previous[-1]["step"] if previous else 0
+    train_losses = read_losses(os.path.join(args.output_dir, "losses.jsonl"), up_to_step=step)[since_step:]
+    train_loss = sum(train_losses) / len(train_losses)
+    record = {"epoch": epoch, "step": step, "train_loss": train_loss, "heldout_loss": heldout_loss}
+    improved = best is None or heldout_loss < best["heldout_loss"]
+    if improved:
+        best = {"epoch": epoch, "step": step, "heldout_loss": heldout_loss}
+    record["seconds"] = round(time.time() - start, 3)
+    append_heldout_log(args.output_dir, record)
+    if args.logger != "none":
+        accelerator.log({"heldout_loss": heldout_loss, "train_loss_since_last_score": train_loss}, step=step)
+    if improved:
+        write_extras = card_and_metrics_writer(args, metrics_now(pipeline, best))
+        save_best_pipeline(pipeline, args.output_dir, write_extras=write_extras)
+    note = "lowest yet: saved as best/" if improved else f"best {best['heldout_loss']:.5f} at epoch {best['epoch']}"
+    logger.info(f"epoch {epoch} (step {step}): train loss {train_loss:.5f}, held-out loss {heldout_loss:.5f} ({note})")
+    return best
+
+
+def heldout_summary(args, heldout, best) -> dict | None:
+    """metrics.json's record of the held-out loss: its images, weights, cost, per-epoch figures and best epoch."""
+    if heldout is None:
+        return None
+    records = read_heldout_log(args.output_dir)
+    return {
+        "source": heldout.source,
+        "images": len(heldout),
+        "weights": "ema" if args.use_ema else "model",
+        "seconds": round(sum(record.pop("seconds", 0.0) for record in records), 2),
+        "per_epoch": records,
+        "best": best,
     }
 
 
@@ -491,7 +549,8 @@ def save_final_outputs(args, accelerator, pipeline, metrics, row_conditions, ste
     log_images_to_trackers(accelerator, "samples", grid, step)
     title = f"Training loss (MSE on the {args.prediction_type} target)"
     losses = read_losses(os.path.join(args.output_dir, "losses.jsonl"))
-    save_run_figures(args.output_dir, samples, frames, pipeline.num_classes, losses, title)
+    heldout = (metrics["heldout"] or {}).get("per_epoch")
+    save_run_figures(args.output_dir, samples, frames, pipeline.num_classes, losses, title, heldout=heldout)
     save_model(args, pipeline, metrics)
     logger.info(
         f"wrote {args.output_dir}: final loss {metrics['final_loss']:.4f}, {metrics['images_per_second']} images/s"
@@ -501,6 +560,7 @@ def save_final_outputs(args, accelerator, pipeline, metrics, row_conditions, ste
 def main(args):
     # Everything that can fail on bad input happens before the output folder is touched.
     data = load_training_images(ImageDataSettings.from_flags(args))
+    heldout_images = split_off_heldout(data, HeldoutSettings.from_flags(args))  # before anything draws from the data
     row_conditions = data.sample_conditions(grid_shape(data.num_classes)[0], args.sample_conditions_file)
     set_seed(args.seed)  # the initial weights too come from --seed
     model, noise_scheduler = build_model(args, data)
@@ -534,6 +594,12 @@ def main(args):
     on_non_finite = functools.partial(non_finite_loss_message, args, checkpoints_dir)
     losses_path, log_to_trackers = os.path.join(args.output_dir, "losses.jsonl"), args.logger != "none"
     loss_log = DeferredLossLog(accelerator, losses_path, speed["loss_read_steps"], log_to_trackers, on_non_finite)
+    heldout = None  # the held-out noise loss, scored on the main process
+    if heldout_images is not None and accelerator.is_main_process:
+        clean_images, model_kwargs = heldout_images.model_inputs(accelerator.device)
+        heldout = HeldoutLoss(
+            clean_images, model_kwargs, args.num_train_timesteps, args.seed, source=heldout_images.source
+        )
 
     global_step, first_epoch, resume_batches = 0, 0, 0
     if args.resume_from_checkpoint:  # only this run's own checkpoints are taken
@@ -547,6 +613,10 @@ def main(args):
             logger.info(f"Resumed from {path} at step {global_step}")
             first_epoch = global_step // steps_per_epoch
             resume_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
+    best = None  # the best held-out loss so far: a resumed run keeps its best/ unless it beats it
+    if heldout is not None:
+        keep_heldout_log(args.output_dir, global_step)  # later epochs run again
+        best = read_best_record(args.output_dir) if global_step else None
     if global_step >= max_train_steps and os.path.isfile(os.path.join(args.output_dir, "metrics.json")):
         logger.info(f"{args.output_dir} finished its {max_train_steps} steps already: nothing to train.")
         if run_lock is not None:
@@ -562,8 +632,14 @@ def main(args):
     def pipeline_now():  # the model as it stands, EMA weights in a plain copy of the network
         return build_pipeline(accelerator, model, ema_model, noise_scheduler, data.class_names)
 
-    def metrics_now(pipeline):
-        return run_metrics(args, accelerator, pipeline, throughput, speed, row_conditions, data.preload_seconds)
+    def metrics_now(pipeline, best_record=None):
+        metrics = run_metrics(args, accelerator, pipeline, throughput, speed, row_conditions, data.preload_seconds)
+        return {**metrics, "heldout": heldout_summary(args, heldout, best_record)}
+
+    def score_heldout_now(pipeline, epoch):  # scored after the epoch's steps; best/ rewritten when the loss is lowest
+        return score_heldout(
+            args, accelerator, heldout, pipeline, noise_scheduler, epoch, global_step, best, metrics_now
+        )
 
     hide_progress = not accelerator.is_local_main_process
     progress = tqdm(range(max_train_steps), initial=global_step, disable=hide_progress, desc="train")
@@ -620,13 +696,16 @@ def main(args):
             break  # the last epoch's figures come from the final outputs
         save_now = args.save_model_epochs is not None and (epoch + 1) % args.save_model_epochs == 0
         grid_now = (epoch + 1) % args.save_images_epochs == 0
-        if save_now:
+        score_now = heldout_images is not None and (epoch + 1) % args.validation_epochs == 0
+        if save_now or score_now:
             loss_log.read()  # on every process: the read gathers the losses
-        if accelerator.is_main_process and (save_now or grid_now):
-            with throughput.excluded():  # sampling and saving are not training
+        if accelerator.is_main_process and (save_now or grid_now or score_now):
+            with throughput.excluded():  # scoring, sampling and saving are not training
                 pipeline = pipeline_now()
+                if score_now:
+                    best = score_heldout_now(pipeline, epoch)
                 if save_now:
-                    save_model(args, pipeline, metrics_now(pipeline))
+                    save_model(args, pipeline, metrics_now(pipeline, best))
                 if grid_now:
                     save_epoch_figures(args, accelerator, pipeline, row_conditions, epoch, global_step)
     loss_log.read()  # none normally: the last step always reads (it checkpoints)
@@ -636,9 +715,11 @@ def main(args):
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         pipeline = pipeline_now()
-        save_final_outputs(
-            args, accelerator, pipeline, metrics_now(pipeline), row_conditions, global_step, num_epochs - 1
-        )
+        scored = read_heldout_log(args.output_dir)
+        if heldout is not None and (not scored or scored[-1]["step"] != global_step):
+            best = score_heldout_now(pipeline, num_epochs - 1)
+        metrics = metrics_now(pipeline, best)
+        save_final_outputs(args, accelerator, pipeline, metrics, row_conditions, global_step, num_epochs - 1)
         run_lock.release()
     accelerator.end_training()
 

@@ -1,8 +1,10 @@
+from .heldout import HELDOUT_SPLITS, HeldoutImages, HeldoutSettings, split_off_heldout, stratified_choice
 from .iclevr import ICLEVR_OBJECTS, iclevr_dataset, make_synthetic_iclevr, read_iclevr_conditions, read_iclevr_objects
 from .images import (
     BUILTIN_DATASETS,
     checked_labels,
     class_names_of,
+    dataset_splits,
     find_image_column,
     find_label_column,
     is_multi_label,
@@ -31,6 +33,12 @@ from .training_data import (
 from .transforms import RESIZE_MODES, channel_mode, dataset_mode, decode_image, preprocess_image, resize_and_crop
 
 __all__ = [
+    "HELDOUT_SPLITS",
+    "HeldoutImages",
+    "HeldoutSettings",
+    "dataset_splits",
+    "split_off_heldout",
+    "stratified_choice",
     "CONDITIONS",
     "COURSE_DATASET_SIZE",
     "ImageData",

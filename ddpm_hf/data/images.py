@@ -157,6 +157,41 @@ def load_image_dataset(
     return dataset
 
 
+def dataset_splits(
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    train_data_dir: str | None = None,
+    cache_dir: str | None = None,
+) -> list[str] | None:
+    """
+    The splits a source offers, as `load_image_dataset` names them: a Hub dataset's (asked of the Hub), a
+    `save_to_disk` `DatasetDict`'s, an image folder's (`train/` and `test/` sub-folders, as `imagefolder` reads them);
+    `["train"]` for `digits`, `.npz` files, i-CLEVR folders and other single-split sources. None when the Hub cannot
+    be asked (offline).
+    """
+    datasets = _require_datasets()
+    folder = train_data_dir
+    if folder is None and dataset_name not in BUILTIN_DATASETS and not dataset_name.endswith(".npz"):
+        folder = dataset_name if os.path.isdir(dataset_name) else None
+        if folder is None:  # a Hub id
+            try:
+                return list(datasets.get_dataset_split_names(dataset_name, dataset_config_name, cache_dir=cache_dir))
+            except Exception:  # offline, or not a dataset the Hub knows: no split to offer
+                return None
+    if folder is None or os.path.isfile(os.path.join(folder, "objects.json")):
+        return ["train"]
+    if os.path.exists(os.path.join(folder, "dataset_dict.json")):
+        return list(datasets.load_from_disk(folder))
+    table_files = [glob.glob(os.path.join(folder, "**", f"*.{ext}"), recursive=True) for ext in ("parquet", "arrow")]
+    has_table_files = any(table_files)
+    if os.path.exists(os.path.join(folder, "dataset_info.json")) or has_table_files:
+        return ["train"]  # load_image_dataset reads every table file as the one split
+    try:
+        return [str(split) for split in datasets.data_files.get_data_patterns(folder)]
+    except Exception:  # no data files at all: load_image_dataset names the problem
+        return ["train"]
+
+
 def _find_column(dataset, given: str | None, flag: str, feature_type, usual_names) -> str | None:
     """`given` when it is a column (else refused naming the flag and the columns), or the first column whose feature
     is of `feature_type`, or the first of `usual_names` the dataset has, or None."""

@@ -115,15 +115,20 @@ class ImageData:
         if not self.settings.center_crop:
             raise ValueError("Preloaded images keep one crop each; they need center_crop (no random crops).")
         start = time.time()
+        images = self.decode_uint8(self.dataset.with_format(None), self.image_column, num_workers=num_workers)
+        self.images = images.to(device)
+        self.preload_seconds = time.time() - start
+
+    def decode_uint8(self, dataset, image_column: str, num_workers: int = 0) -> torch.Tensor:
+        """The images of `dataset` (undecoded rows, e.g. held-out ones) decoded, resized and centre-cropped as the
+        training images are, into one uint8 tensor (N, C, H, W) on the CPU."""
         settings = self.settings
 
         def to_uint8_array(row):
-            image = decode_image(row[self.image_column], f"image in column {self.image_column!r}")
+            image = decode_image(row[image_column], f"image in column {image_column!r}")
             return np.asarray(resize_and_crop(image, settings.resolution, self.mode, resize_mode=settings.resize_mode))
 
-        images = preload_images(self.dataset.with_format(None), to_uint8_array, num_workers=num_workers)
-        self.images = images.to(device)
-        self.preload_seconds = time.time() - start
+        return preload_images(dataset, to_uint8_array, num_workers=num_workers)
 
     def rows(self) -> torch.utils.data.Dataset:
         """What a DataLoader draws from: the dataset, or after `preload` an `IndexDataset` of row numbers and labels

@@ -232,6 +232,17 @@ def make_run_card(folder: str, run: dict, metrics: dict, repo_id: str | None = N
         "final training loss (mean of last 100 steps)": f"{metrics['final_loss']:.4f}",
         "training time": "not recorded" if metrics["train_seconds"] is None else f"{metrics['train_seconds']} s",
     }
+    heldout = metrics.get("heldout")
+    if heldout and heldout["per_epoch"]:
+        last = heldout["per_epoch"][-1]
+        measured[f"held-out noise loss at step {last['step']} ({heldout['images']} images)"] = (
+            f"{last['heldout_loss']:.4f}"
+        )
+    if heldout and heldout["best"]:
+        best = heldout["best"]
+        measured["lowest held-out noise loss (the model in best/)"] = (
+            f"{best['heldout_loss']:.4f} at epoch {best['epoch']} (step {best['step']})"
+        )
     return make_model_card(
         folder,
         repo_id=repo_id or run["hub_model_id"] or run["output_dir"],

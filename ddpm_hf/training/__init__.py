@@ -19,19 +19,22 @@ from .flag_groups import (
     FlagParser,
     add_diffusion_flags,
     add_ema_flags,
+    add_heldout_flags,
     add_image_data_flags,
     add_optimizer_flags,
     add_run_flags,
     add_saving_flags,
     add_tracker_flags,
     check_diffusion_flags,
+    check_heldout_flags,
     check_image_data_flags,
     check_run_flags,
     check_tracker_flags,
 )
 from .flag_types import number_in_range
 from .from_flags import make_ema, make_lr_scheduler, make_noise_scheduler, make_optimizer
-from .loss import LOSS_WEIGHTINGS, diffusion_loss, resolve_loss_weighting
+from .heldout_loss import HELDOUT_LOG, HeldoutLoss, append_heldout_log, keep_heldout_log, read_heldout_log
+from .loss import LOSS_WEIGHTINGS, diffusion_loss, diffusion_loss_at, resolve_loss_weighting
 from .loss_log import DeferredLossLog, final_loss, read_losses
 from .output_dir import (
     RUN_MARKER,
@@ -45,7 +48,14 @@ from .output_dir import (
 )
 from .rng import TrainingRNG
 from .run_config import RUN_CONFIG, check_resume_settings, write_run_config
-from .run_folder import clean_run_folder, save_pipeline, save_pipeline_folder
+from .run_folder import (
+    BEST_DIR,
+    clean_run_folder,
+    read_best_record,
+    save_best_pipeline,
+    save_pipeline,
+    save_pipeline_folder,
+)
 from .run_lock import RUN_LOCK, RunFolderLock, check_run_folder_free, lock_run_folder, run_folder_holder
 from .speed import add_speed_flags, check_speed_flags, resolve_speed_settings
 from .state_files import load_state_files, save_state_files
@@ -53,6 +63,15 @@ from .throughput import ThroughputRecord
 from .trackers import log_images_to_trackers
 
 __all__ = [
+    "BEST_DIR",
+    "HELDOUT_LOG",
+    "HeldoutLoss",
+    "append_heldout_log",
+    "diffusion_loss_at",
+    "keep_heldout_log",
+    "read_best_record",
+    "read_heldout_log",
+    "save_best_pipeline",
     "DIFFUSION_DEFAULTS",
     "DeferredLossLog",
     "DiskFullError",
@@ -71,6 +90,7 @@ __all__ = [
     "TrainingRNG",
     "add_diffusion_flags",
     "add_ema_flags",
+    "add_heldout_flags",
     "add_image_data_flags",
     "add_optimizer_flags",
     "add_run_flags",
@@ -79,6 +99,7 @@ __all__ = [
     "add_tracker_flags",
     "check_checkpoint_of_run",
     "check_diffusion_flags",
+    "check_heldout_flags",
     "check_image_data_flags",
     "check_output_dir",
     "check_resume_settings",

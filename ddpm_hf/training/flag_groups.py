@@ -9,7 +9,7 @@ import argparse
 
 from diffusers.optimization import SchedulerType
 
-from ..data import RESIZE_MODES
+from ..data import RESIZE_MODES, HeldoutSettings
 from ..schedulers import BETA_SCHEDULES, PREDICTION_TYPES
 from .flag_types import number_in_range
 from .loss import LOSS_WEIGHTINGS
@@ -104,6 +104,50 @@ def add_image_data_flags(parser, resolution: int | None = None) -> None:
 def check_image_data_flags(args) -> None:
     if (args.dataset_name is None) == (args.train_data_dir is None):
         raise ValueError("Give exactly one of --dataset_name and --train_data_dir.")
+
+
+def add_heldout_flags(parser) -> None:
+    """The held-out noise loss and the best model (check with `check_heldout_flags`)."""
+    group = parser.add_argument_group("held-out loss and best model")
+    group.add_argument(
+        "--validation_split",
+        type=str,
+        default="auto",
+        help="The held-out images: a split of the training source (e.g. 'test'), 'none', or 'auto': its 'test' (else "
+        "'validation') split when it has one (a Hub dataset, a save_to_disk DatasetDict, an image folder with train/ "
+        "and test/ folders), else none. With a held-out set the held-out noise loss is scored every "
+        "--validation_epochs and the best model kept in OUTPUT_DIR/best/.",
+    )
+    group.add_argument(
+        "--validation_dataset_name",
+        type=str,
+        default=None,
+        help="The held-out images from another source, in --dataset_name's forms (e.g. data/mnist/test.npz).",
+    )
+    group.add_argument(
+        "--validation_fraction",
+        type=number_in_range(float, 0, 1, exclusive_maximum=True),
+        default=0.0,
+        help="Hold out this fraction of the training images instead (stratified by class, drawn with --seed; they are "
+        "not trained on). For sources without a test split, such as digits and .npz files.",
+    )
+    group.add_argument(
+        "--validation_images",
+        type=POSITIVE_INT,
+        default=1000,
+        help="Score at most this many held-out images (a seeded subset stratified by class): the cost of each score.",
+    )
+    group.add_argument(
+        "--validation_epochs",
+        type=POSITIVE_INT,
+        default=1,
+        help="Score the held-out loss every N epochs and at the end.",
+    )
+
+
+def check_heldout_flags(args) -> None:
+    """The held-out flags that contradict each other, refused by name (`HeldoutSettings` checks them)."""
+    HeldoutSettings.from_flags(args)
 
 
 def add_diffusion_flags(parser, from_pretrained: bool = False) -> None:

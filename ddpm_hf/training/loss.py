@@ -48,12 +48,35 @@ def diffusion_loss(
     Returns:
         `torch.Tensor`: The scalar loss (float32).
     """
-    loss_weighting = resolve_loss_weighting(loss_weighting, scheduler.config.prediction_type)
     device = clean_samples.device
     noise = torch.randn(clean_samples.shape, generator=generator, device=device, dtype=clean_samples.dtype)
     timesteps = torch.randint(
         0, scheduler.config.num_train_timesteps, (clean_samples.shape[0],), generator=generator, device=device
     )
+    return diffusion_loss_at(model, scheduler, clean_samples, noise, timesteps, loss_weighting, **model_kwargs)
+
+
+def diffusion_loss_at(
+    model,
+    scheduler,
+    clean_samples: torch.Tensor,
+    noise: torch.Tensor,
+    timesteps: torch.Tensor,
+    loss_weighting: str = "auto",
+    **model_kwargs,
+) -> torch.Tensor:
+    """
+    `diffusion_loss` at given noise and timesteps instead of drawn ones (e.g. the fixed draws of a held-out loss).
+
+    Args:
+        model, scheduler, clean_samples, loss_weighting, **model_kwargs: As in `diffusion_loss`.
+        noise (`torch.Tensor`): eps, of the shape of `clean_samples`.
+        timesteps (`torch.Tensor`): One t in 0..T-1 per sample.
+
+    Returns:
+        `torch.Tensor`: The scalar loss (float32), the mean over the samples.
+    """
+    loss_weighting = resolve_loss_weighting(loss_weighting, scheduler.config.prediction_type)
     noisy_samples = scheduler.add_noise(clean_samples, noise, timesteps)
     target = scheduler.get_training_target(clean_samples, noise, timesteps)
     model_output = model(noisy_samples, timesteps, **model_kwargs).sample

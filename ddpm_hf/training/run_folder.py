@@ -1,5 +1,6 @@
 """Saving a pipeline into a run folder that also holds the run's checkpoints, logs and figures."""
 
+import json
 import os
 import shutil
 import tempfile
@@ -78,3 +79,38 @@ def save_pipeline_folder(pipeline, output_dir: str, write_extras: Callable[[str]
                     os.replace(source, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+BEST_DIR = "best"
+
+
+def save_best_pipeline(pipeline, output_dir: str, write_extras: Callable[[str], None] | None = None) -> None:
+    """
+    `save_pipeline` as `OUTPUT_DIR/best/`, the run's best model so far: written whole into a staging folder inside
+    `output_dir` (with what `write_extras(staging_folder)` adds: its card and metrics.json), then put in place of the
+    earlier `best/` in one atomic exchange (`replace_folder`). A run killed at any instant leaves either the earlier
+    best or the new one loadable; a full disk raises `DiskFullError` and keeps the earlier one. Call while holding the
+    folder (`lock_run_folder`).
+    """
+    clean_run_folder(output_dir)
+    staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir)
+    kept = f"the best model saved before in {os.path.join(output_dir, BEST_DIR)}, if any, is kept whole"
+    try:
+        with naming_a_full_disk(staging, kept=kept):
+            save_pipeline(pipeline, staging)
+            if write_extras is not None:
+                write_extras(staging)
+        with naming_a_full_disk(output_dir, kept=kept):
+            replace_folder(staging, os.path.join(output_dir, BEST_DIR))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_best_record(output_dir: str) -> dict | None:
+    """The held-out record of `OUTPUT_DIR/best/` ({"epoch", "step", "heldout_loss"} from its metrics.json), or None
+    when the run has no best model yet."""
+    path = os.path.join(output_dir, BEST_DIR, "metrics.json")
+    if not os.path.isfile(path) or not os.path.isfile(os.path.join(output_dir, BEST_DIR, "model_index.json")):
+        return None
+    with open(path) as f:
+        return (json.load(f).get("heldout") or {}).get("best")

@@ -78,15 +78,17 @@ def save_run_figures(
     num_classes: int | None,
     losses: list[float],
     loss_title: str,
+    heldout: list[dict] | None = None,
 ) -> None:
     """
     grid.png (enlarged to about 64 px per image), denoising.gif (the grid through the reverse process),
     denoising_grid.png (the first sample of each row through time: rows = samples, columns = time) and
-    loss_curve.png, in `output_dir`.
+    loss_curve.png (with the held-out loss of each `heldout` record {"step", "heldout_loss"}, when given), in
+    `output_dir`.
     """
     rows, cols = grid_shape(num_classes)
     upscale = max(1, 64 // samples.shape[-1])
-    save_loss_curve(losses, os.path.join(output_dir, "loss_curve.png"), title=loss_title)
+    save_loss_curve(losses, os.path.join(output_dir, "loss_curve.png"), title=loss_title, heldout=heldout)
     save_grid(tensor_to_pil(samples, upscale), rows, cols, os.path.join(output_dir, "grid.png"))
     gif_frames = [image_grid(tensor_to_pil(frame, upscale), rows, cols) for frame in frames]
     save_denoising_gif(gif_frames, os.path.join(output_dir, "denoising.gif"))

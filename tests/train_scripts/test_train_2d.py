@@ -148,3 +148,35 @@ def test_every_schedule_and_prediction_type_trains(tmp_path, beta_schedule, pred
     assert (metrics["loss_weighting"], metrics["residual_output"], metrics["output_scale"]) == (
         ("epsilon", True, 0.02) if is_mean else ("uniform", False, 1.0)
     )
+
+
+def test_held_out_loss_per_epoch_and_best_is_the_lowest_epochs_weights(tmp_path):
+    output_dir = tmp_path / "run"
+    args = train_2d.parse_args(
+        [*TINY, "--max_train_steps", "20", "--validation_points", "300", "--output_dir", str(output_dir)]
+    )
+    train_2d.main(args)
+    heldout = json.loads((output_dir / "metrics.json").read_text())["heldout"]
+    # 256 points in batches of 64: 4 steps per epoch, 5 epochs, each scored
+    assert [(record["epoch"], record["step"]) for record in heldout["per_epoch"]] == [(e, 4 * e + 4) for e in range(5)]
+    assert heldout["images"] == 300 and heldout["weights"] == "ema"
+    lowest = min(heldout["per_epoch"], key=lambda record: record["heldout_loss"])
+    assert heldout["best"] == {key: lowest[key] for key in ("epoch", "step", "heldout_loss")}
+    best = DDPM2DPipeline.from_pretrained(output_dir / "best")
+    assert json.loads((output_dir / "best" / "metrics.json").read_text())["heldout"]["best"] == heldout["best"]
+    # recomputed here from the documented draw: the points of seed + 500,009, eps and t from --seed
+    points = torch.from_numpy(train_2d.sample_toy2d("swiss_roll", 300, seed=args.seed + 500_009))
+    generator = torch.Generator().manual_seed(args.seed)
+    noise = torch.randn(points.shape, generator=generator)
+    timesteps = torch.randint(0, 40, (300,), generator=generator)
+    abar = best.scheduler.alphas_cumprod.double()[timesteps][:, None]
+    noisy = (abar.sqrt() * points.double() + (1 - abar).sqrt() * noise.double()).float()
+    with torch.no_grad():
+        recomputed = ((best.model(noisy, timesteps).sample.double() - noise.double()) ** 2).mean().item()
+    assert recomputed == pytest.approx(lowest["heldout_loss"], rel=1e-5)  # float32 forward process against float64
+
+
+def test_no_held_out_points_means_no_best(tmp_path):
+    train_2d.main(train_2d.parse_args([*TINY, "--validation_points", "0", "--output_dir", str(tmp_path / "run")]))
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["heldout"] is None
+    assert not (tmp_path / "run" / "best").exists()

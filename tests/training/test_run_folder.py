@@ -23,6 +23,8 @@ from ddpm_hf.training import (
     folder_swap,
     open_run_folder,
     prepare_output_dir,
+    read_best_record,
+    save_best_pipeline,
     save_pipeline_folder,
     staged_output_dir,
 )
@@ -126,6 +128,59 @@ def test_a_save_killed_at_any_rename_leaves_a_loadable_folder(tmp_path, monkeypa
         component_versions(folder)
     save_pipeline_folder(tiny_pipeline(*NEW), str(folder))  # and the next save completes
     assert component_versions(folder) == ("new", "new") and left_overs(folder) == []
+
+
+def write_best_metrics(loss):
+    def write(folder):
+        (Path(folder) / "metrics.json").write_text(json.dumps({"heldout": {"best": {"heldout_loss": loss}}}))
+
+    return write
+
+
+@pytest.mark.parametrize("atomic", [True, False], ids=["exchange", "two_renames"])
+def test_a_best_model_write_killed_at_any_write_or_rename_keeps_the_previous_best(tmp_path, monkeypatch, atomic):
+    def fresh_run(name):
+        folder = tmp_path / name
+        prepare_output_dir(str(folder))
+        save_best_pipeline(tiny_pipeline(*OLD), str(folder), write_extras=write_best_metrics(0.5))
+        return folder
+
+    dry_run = fresh_run("dry_run")
+    with monkeypatch.context() as patch:
+        renames = install_kill(patch, dry_run, kill_at=-1, atomic=atomic)
+        save_best_pipeline(tiny_pipeline(*NEW), str(dry_run), write_extras=write_best_metrics(0.25))
+    assert [source for source, _ in renames if source == "best"] == ([] if atomic else ["best"])
+    assert component_versions(dry_run / "best") == ("new", "new") and read_best_record(str(dry_run)) == {
+        "heldout_loss": 0.25
+    }
+    assert left_overs(dry_run) == []
+
+    for kill_at in ["write", *range(len(renames))]:
+        folder = fresh_run(f"killed_at_{kill_at}")
+        with monkeypatch.context() as patch:
+            if kill_at == "write":  # killed while the new best is being written (into its staging folder)
+
+                def killed_save(self, save_directory, **kwargs):
+                    (Path(save_directory) / "unet").mkdir(parents=True)
+                    (Path(save_directory) / "unet" / "config.json").write_text("{")
+                    raise Killed()
+
+                patch.setattr(DDPMCFGPipeline, "save_pretrained", killed_save)
+                patch.setattr(shutil, "rmtree", lambda *args, **kwargs: None)
+            else:
+                install_kill(patch, folder, kill_at, atomic)
+            with pytest.raises(Killed):
+                save_best_pipeline(tiny_pipeline(*NEW), str(folder), write_extras=write_best_metrics(0.25))
+        if atomic or kill_at == "write" or kill_at == 0:
+            assert component_versions(folder / "best") == ("old", "old")  # the previous best, whole
+        else:  # set aside and not yet replaced: no best/ until the next writer restores the previous one
+            assert not (folder / "best").exists()
+        assert left_overs(folder)  # the staging folder a kill leaves
+        lock = open_run_folder(str(folder), resume=True)  # the resumed run restores and cleans
+        assert left_overs(folder) == [".ddpm_hf_lock"]
+        lock.release()
+        assert component_versions(folder / "best") in [("old", "old"), ("new", "new")]
+        assert read_best_record(str(folder))["heldout_loss"] in (0.5, 0.25)
 
 
 @pytest.mark.parametrize(
