@@ -131,6 +131,12 @@ def build_parser():
         help="Decode every image before training and skip unreadable ones (with a count); default: stop at the first.",
     )
     data.add_argument("--dataloader_num_workers", type=flags.NON_NEGATIVE_INT, default=0, help="DataLoader workers.")
+    data.add_argument(
+        "--max_train_samples",
+        type=flags.POSITIVE_INT,
+        default=None,
+        help="Train on the first N images of the source only (before any --validation_fraction is held out).",
+    )
     model = parser.add_argument_group("model")
     model.add_argument(
         "--pretrained_model_name_or_path",

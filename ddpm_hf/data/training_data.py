@@ -42,6 +42,8 @@ class ImageDataSettings:
         random_flip (`bool`, defaults to `False`): Flip images left-right with probability 1/2.
         skip_bad_images (`bool`, defaults to `False`): Decode every image first and drop the unreadable ones.
         cond_drop_prob (`float`, defaults to 0.1): Probability of training a condition as the null condition.
+        max_train_samples (`int`, *optional*): Train on the first this many images of the source only (diffusers'
+            flag, for quicker runs).
     """
 
     dataset_name: str | None = None
@@ -57,6 +59,7 @@ class ImageDataSettings:
     random_flip: bool = False
     skip_bad_images: bool = False
     cond_drop_prob: float = 0.1
+    max_train_samples: int | None = None
 
     def __post_init__(self):
         if self.condition not in CONDITIONS:
@@ -65,6 +68,8 @@ class ImageDataSettings:
             raise ValueError(f"Unknown resize_mode {self.resize_mode!r}; choose one of {list(RESIZE_MODES)}.")
         if not 0 <= self.cond_drop_prob < 1:
             raise ValueError(f"cond_drop_prob must be in [0, 1), got {self.cond_drop_prob!r}.")
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise ValueError(f"max_train_samples must be at least 1, got {self.max_train_samples!r}.")
 
     @classmethod
     def from_flags(cls, flags) -> "ImageDataSettings":
@@ -210,6 +215,8 @@ def load_training_images(settings: ImageDataSettings) -> ImageData:
     dataset = load_image_dataset(
         settings.dataset_name, settings.dataset_config_name, settings.train_data_dir, cache_dir=settings.cache_dir
     )
+    if settings.max_train_samples is not None and settings.max_train_samples < len(dataset):
+        dataset = dataset.select(range(settings.max_train_samples))
     image_column = find_image_column(dataset, settings.image_column)
     label_column = find_label_column(dataset, settings.label_column)
     condition = settings.condition

@@ -205,3 +205,13 @@ def test_sample_grid_rows_ask_for_classes_or_label_sets(tmp_path):
     train_names = json.loads((Path(folder) / "train.json").read_text())
     first_labels = [train_names[name] for name in sorted(train_names)]
     assert [sorted(condition) for condition in data.sample_conditions(2)] == [sorted(c) for c in first_labels[:2]]
+
+
+def test_max_train_samples_keeps_the_first_images_of_the_source():
+    full = load_training_images(ImageDataSettings(dataset_name="digits", resolution=8))
+    first = load_training_images(ImageDataSettings(dataset_name="digits", resolution=8, max_train_samples=50))
+    assert len(first) == 50 and torch.equal(first.dataset[49]["pixel_values"], full.dataset[49]["pixel_values"])
+    assert first.class_names == full.class_names
+    assert len(load_training_images(ImageDataSettings(dataset_name="digits", max_train_samples=10_000))) == 1797
+    with pytest.raises(ValueError, match="max_train_samples must be at least 1, got 0"):
+        ImageDataSettings(dataset_name="digits", max_train_samples=0)
