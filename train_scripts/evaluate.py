@@ -56,7 +56,7 @@ MIN_DATASET_IMAGES = 4
 INCEPTION_ID = "inception-v3-compat 2048 logits_unbiased"  # the Inception features' entry in the reference cache
 
 
-def parse_args(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description="FID / KID / IS / accuracy of a saved DDPM pipeline.")
     parser.add_argument(
         "--pipeline",
@@ -145,7 +145,11 @@ def parse_args(argv=None):
         "entry per image, and row: its row of eval.json's results), so that others can score them again.",
     )
     parser.add_argument("--output_dir", type=str, required=True, help="Where eval.json and the report go.")
-    return check_args(parser.parse_args(argv))
+    return parser
+
+
+def parse_args(argv=None):
+    return check_args(build_parser().parse_args(argv))
 
 
 def check_args(args):
