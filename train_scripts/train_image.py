@@ -615,10 +615,10 @@ def main(args):
         else:
             global_step, path = found
             load_checkpoint(accelerator, path, states=states, process_states=process_states)
-            loss_log.forget_after(global_step)  # logged steps after the checkpoint run again
             logger.info(f"Resumed from {path} at step {global_step}")
             first_epoch = global_step // steps_per_epoch
             resume_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
+        loss_log.forget_after(global_step)  # logged steps after the checkpoint (all of them without one) run again
     best = None  # the best held-out loss so far: a resumed run keeps its best/ unless it beats it
     if heldout is not None:
         keep_heldout_log(args.output_dir, global_step)  # later epochs run again

@@ -129,6 +129,19 @@ def test_a_finished_run_resumes_to_zero_steps(finished_run, tmp_path):
     assert [json.loads(line)["step"] for line in (run / "losses.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
 
+def test_resuming_a_run_without_checkpoints_starts_anew_and_forgets_its_old_losses(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    shutil.rmtree(run / "checkpoints")  # killed before its first checkpoint, with steps logged
+    (run / "metrics.json").unlink()
+    train_image.main(
+        train_image.parse_args(
+            ["--dataset_name", "digits", *TINY, "--output_dir", str(run), "--resume_from_checkpoint", "latest"]
+        )
+    )
+    assert [json.loads(line)["step"] for line in (run / "losses.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    assert (run / "losses.jsonl").read_bytes() == (finished_run / "losses.jsonl").read_bytes()  # the same seed
+
+
 def test_resuming_refuses_changed_training_settings_and_records_changed_saving_ones(finished_run, tmp_path):
     run = copy_of(finished_run, tmp_path)
     common = ["--dataset_name", "digits", *TINY, "--output_dir", str(run), "--resume_from_checkpoint", "latest"]
