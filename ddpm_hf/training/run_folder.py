@@ -1,5 +1,6 @@
 """Saving a pipeline into a run folder that also holds the run's checkpoints, logs and figures."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -44,6 +45,26 @@ def save_pipeline(pipeline, folder: str) -> None:
         pipeline.save_pretrained(folder)
 
 
+@contextlib.contextmanager
+def staged_pipeline(pipeline, output_dir: str, write_extras: Callable[[str], None] | None, kept: str):
+    """
+    `save_pipeline` (and `write_extras(staging_folder)`) into a new staging folder inside `output_dir`, after cleaning
+    the left-overs of killed saves; yields the staging folder for the caller to move into place, and removes what is
+    left of it afterwards. A full disk, while writing or moving, raises `DiskFullError` saying `kept`.
+    """
+    clean_run_folder(output_dir)
+    staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir)
+    try:
+        with naming_a_full_disk(staging, kept=kept):
+            save_pipeline(pipeline, staging)
+            if write_extras is not None:
+                write_extras(staging)
+        with naming_a_full_disk(output_dir, kept=kept):
+            yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def save_pipeline_folder(pipeline, output_dir: str, write_extras: Callable[[str], None] | None = None) -> None:
     """
     `save_pipeline` into `output_dir`, which may already hold an earlier save and the run's other files.
@@ -62,23 +83,14 @@ def save_pipeline_folder(pipeline, output_dir: str, write_extras: Callable[[str]
         write_extras (`Callable[[str], None]`, *optional*): Writes more files into the staging folder it is given.
     """
     os.makedirs(output_dir, exist_ok=True)
-    clean_run_folder(output_dir)
-    staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir)
     kept = f"the pipeline saved before in {output_dir}, if any, is kept whole"
-    try:
-        with naming_a_full_disk(staging, kept=kept):
-            save_pipeline(pipeline, staging)
-            if write_extras is not None:
-                write_extras(staging)
-        with naming_a_full_disk(output_dir, kept=kept):
-            for name in sorted(os.listdir(staging), key=lambda entry: entry == "model_index.json"):  # the index last
-                source, target = os.path.join(staging, name), os.path.join(output_dir, name)
-                if os.path.isdir(source):
-                    replace_folder(source, target)
-                else:
-                    os.replace(source, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with staged_pipeline(pipeline, output_dir, write_extras, kept) as staging:
+        for name in sorted(os.listdir(staging), key=lambda entry: entry == "model_index.json"):  # the index last
+            source, target = os.path.join(staging, name), os.path.join(output_dir, name)
+            if os.path.isdir(source):
+                replace_folder(source, target)
+            else:
+                os.replace(source, target)
 
 
 BEST_DIR = "best"
@@ -92,18 +104,9 @@ def save_best_pipeline(pipeline, output_dir: str, write_extras: Callable[[str], 
     best or the new one loadable; a full disk raises `DiskFullError` and keeps the earlier one. Call while holding the
     folder (`lock_run_folder`).
     """
-    clean_run_folder(output_dir)
-    staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir)
     kept = f"the best model saved before in {os.path.join(output_dir, BEST_DIR)}, if any, is kept whole"
-    try:
-        with naming_a_full_disk(staging, kept=kept):
-            save_pipeline(pipeline, staging)
-            if write_extras is not None:
-                write_extras(staging)
-        with naming_a_full_disk(output_dir, kept=kept):
-            replace_folder(staging, os.path.join(output_dir, BEST_DIR))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with staged_pipeline(pipeline, output_dir, write_extras, kept) as staging:
+        replace_folder(staging, os.path.join(output_dir, BEST_DIR))
 
 
 def read_best_record(output_dir: str) -> dict | None:
