@@ -5,8 +5,6 @@ samplers and runs; conditional and unconditional models alike.
         --feature_network outputs/digits_classifier --output_dir outputs/digits_eval
     python train_scripts/evaluate.py --pipeline outputs/afhq_64_* --dataset huggan/AFHQv2 --split validation \
         --feature_network outputs/afhq_classifier --guidance_scales 3 --sampler ddpm ddim:50 dpm_solver++:20 ...
-    python train_scripts/evaluate.py --pipeline outputs/anime_faces --dataset path/to/faces --inception \
-        --output_dir outputs/anime_faces_eval
 
 The dataset (split --split) is split at random into two disjoint halves A and B. A is the reference; B, compared with
 A, gives the real-vs-real floor of every metric, printed beside it. For every guidance scale, as many images as B

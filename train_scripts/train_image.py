@@ -521,6 +521,30 @@ def heldout_summary(args, heldout, best) -> dict | None:
     }
 
 
+def make_heldout_loss(args, accelerator, heldout_images):
+    """The held-out noise loss on the main process (None on the others, or without held-out images)."""
+    if heldout_images is None or not accelerator.is_main_process:
+        return None
+    clean_images, model_kwargs = heldout_images.model_inputs(accelerator.device)
+    return HeldoutLoss(clean_images, model_kwargs, args.num_train_timesteps, args.seed, source=heldout_images.source)
+
+
+def resume_from_checkpoint(args, accelerator, checkpoints_dir, run_id, states, process_states, loss_log) -> int:
+    """With --resume_from_checkpoint: load this run's checkpoint (only its own are taken) and drop the loss records
+    of later steps, which run again (all of them when there is no checkpoint yet). Returns the step to go on from."""
+    if not args.resume_from_checkpoint:
+        return 0
+    global_step, found = 0, resolve_checkpoint(checkpoints_dir, args.resume_from_checkpoint, run_id=run_id)
+    if found is None:
+        logger.info(f"No checkpoint yet in {checkpoints_dir}; starting a new run.")
+    else:
+        global_step, path = found
+        load_checkpoint(accelerator, path, states=states, process_states=process_states)
+        logger.info(f"Resumed from {path} at step {global_step}")
+    loss_log.forget_after(global_step)
+    return global_step
+
+
 def non_finite_loss_message(args, checkpoints_dir, value, step):
     kept = [os.path.basename(path) for _, path in list_checkpoints(checkpoints_dir)]
     return (
@@ -600,25 +624,10 @@ def main(args):
     on_non_finite = functools.partial(non_finite_loss_message, args, checkpoints_dir)
     losses_path, log_to_trackers = os.path.join(args.output_dir, "losses.jsonl"), args.logger != "none"
     loss_log = DeferredLossLog(accelerator, losses_path, speed["loss_read_steps"], log_to_trackers, on_non_finite)
-    heldout = None  # the held-out noise loss, scored on the main process
-    if heldout_images is not None and accelerator.is_main_process:
-        clean_images, model_kwargs = heldout_images.model_inputs(accelerator.device)
-        heldout = HeldoutLoss(
-            clean_images, model_kwargs, args.num_train_timesteps, args.seed, source=heldout_images.source
-        )
-
-    global_step, first_epoch, resume_batches = 0, 0, 0
-    if args.resume_from_checkpoint:  # only this run's own checkpoints are taken
-        found = resolve_checkpoint(checkpoints_dir, args.resume_from_checkpoint, run_id=run_id)
-        if found is None:
-            logger.info(f"No checkpoint yet in {checkpoints_dir}; starting a new run.")
-        else:
-            global_step, path = found
-            load_checkpoint(accelerator, path, states=states, process_states=process_states)
-            logger.info(f"Resumed from {path} at step {global_step}")
-            first_epoch = global_step // steps_per_epoch
-            resume_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
-        loss_log.forget_after(global_step)  # logged steps after the checkpoint (all of them without one) run again
+    heldout = make_heldout_loss(args, accelerator, heldout_images)  # scored on the main process
+    global_step = resume_from_checkpoint(args, accelerator, checkpoints_dir, run_id, states, process_states, loss_log)
+    first_epoch = global_step // steps_per_epoch
+    resume_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
     best = None  # the best held-out loss so far: a resumed run keeps its best/ unless it beats it
     if heldout is not None:
         keep_heldout_log(args.output_dir, global_step)  # later epochs run again
