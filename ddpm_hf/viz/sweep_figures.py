@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from .run_figures import grid_shape  # noqa: E402
+from .sweep_report import read_json  # noqa: E402
 
 # What each training script leaves in its run folder for the figures: its sample grid, and its denoising trajectory.
 SAMPLE_FIGURES = {"train_image.py": "grid.png", "train_2d.py": "samples.png"}
@@ -177,11 +178,7 @@ def save_sweep_loss_curves(curves: list[dict], path: str, smoothing: int = 50, t
 
 
 def _read_metrics(run_dir: str) -> dict:
-    path = os.path.join(run_dir, "metrics.json")
-    if not os.path.isfile(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
+    return read_json(os.path.join(run_dir, "metrics.json")) or {}
 
 
 def _open_image(path: str) -> Image.Image | None:
