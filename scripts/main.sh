@@ -5,6 +5,7 @@
 # Further arguments go to the training script.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
+SECONDS=0  # the job's wall time, printed at the end (the install above is not counted)
 job="${1:-digits}"
 [ $# -gt 0 ] && shift
 launch=(accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no --cpu)
@@ -12,12 +13,12 @@ case "$job" in
     digits)
         "${launch[@]}" train_scripts/train_image.py --config train_scripts/configs/digits.yaml \
             --output_dir outputs/digits --overwrite_output_dir "$@"
-        echo "Done: see outputs/digits (grid.png, denoising.gif, loss_curve.png, metrics.json, the pipeline)"
+        echo "Done in ${SECONDS} s: see outputs/digits (grid.png, denoising.gif, loss_curve.png, metrics.json, the pipeline)"
         ;;
     swiss_roll)
         "${launch[@]}" train_scripts/train_2d.py --dataset swiss_roll --output_dir outputs/swiss_roll \
             --overwrite_output_dir "$@"
-        echo "Done: see outputs/swiss_roll (metrics.json, samples.png, trajectory.gif, the pipeline)"
+        echo "Done in ${SECONDS} s: see outputs/swiss_roll (metrics.json, samples.png, trajectory.gif, the pipeline)"
         ;;
     *)
         echo "Unknown job '$job'; choose digits or swiss_roll." >&2
