@@ -86,9 +86,9 @@ logger = get_logger(__name__, log_level="INFO")
 CHANGEABLE_ON_RESUME = """
     max_train_steps num_epochs config output_dir overwrite_output_dir resume_from_checkpoint cache_dir
     dataloader_num_workers checkpointing_steps checkpoints_total_limit logger logging_dir save_images_epochs
-    save_model_epochs epoch_sampler num_inference_steps guidance_scale sample_conditions_file eval_batch_size
-    push_to_hub hub_model_id hub_token hub_private_repo hub_license channels_last fused_adamw foreach_ema
-    torch_compile torch_compile_mode compile_backend data_on_device loss_read_steps
+    save_model_epochs epoch_sampler final_sampler num_inference_steps guidance_scale sample_conditions_file
+    eval_batch_size push_to_hub hub_model_id hub_token hub_private_repo hub_license channels_last fused_adamw
+    foreach_ema torch_compile torch_compile_mode compile_backend data_on_device loss_read_steps
     local_rank enable_xformers_memory_efficient_attention validation_epochs
 """.split()
 # What parse_args resolves once and main uses, beside the flags: never recorded with the run's settings.
@@ -192,7 +192,16 @@ def build_parser():
         type=str,
         default="ddpm",
         choices=tuple(SAMPLERS),
-        help="Sampler of the per-epoch grids (dpm_solver++: 20 steps, fast); the final grid and GIF use DDPM.",
+        help="Sampler of the per-epoch grids (dpm_solver++: 20 steps, fast).",
+    )
+    samples.add_argument(
+        "--final_sampler",
+        type=str,
+        default="ddpm",
+        choices=tuple(SAMPLERS),
+        help="Sampler of the final grid, denoising.gif and denoising_grid.png: ddpm takes T steps (or "
+        "--num_inference_steps), ddim 50, dpm_solver++ 20 (at most T // 2). The saved pipeline keeps its DDPM "
+        "scheduler either way.",
     )
     samples.add_argument(
         "--eval_batch_size",
@@ -241,8 +250,11 @@ def check_args(args):
     flags.check_diffusion_flags(args)
     check_speed_flags(args)
     flags.check_tracker_flags(args)
-    if args.prediction_type == "mean" and args.epoch_sampler != "ddpm":
-        raise ValueError("--prediction_type mean samples with the ddpm sampler only; drop --epoch_sampler.")
+    for flag in ("epoch_sampler", "final_sampler"):
+        if args.prediction_type == "mean" and getattr(args, flag) != "ddpm":
+            raise ValueError(
+                f"--prediction_type mean samples with the ddpm sampler only, got --{flag} {getattr(args, flag)}."
+            )
     resuming = args.resume_from_checkpoint is not None
     check_output_dir(args.output_dir, args.overwrite_output_dir, data_paths(args), resume=resuming)
     if resuming:
@@ -422,13 +434,19 @@ def build_pipeline(accelerator, model, ema_model, noise_scheduler, class_names):
     return DDPMCFGPipeline(unet=unet, scheduler=noise_scheduler, id2label=dict(enumerate(class_names or [])) or None)
 
 
+def figure_steps(args, sampler: str) -> int:
+    """Steps of a saved figure's sampling: --num_inference_steps (or T) for DDPM, the sampler's usual count else."""
+    if sampler == "ddpm":
+        return args.num_inference_steps or args.num_train_timesteps
+    return default_num_steps(sampler, args.num_train_timesteps)
+
+
 def save_epoch_figures(args, accelerator, pipeline, row_conditions, epoch, step):
     """The grid of the epoch (samples/epoch_NNNN.png, and to the trackers), with --epoch_sampler. A grid whose sampling
     diverges (an early model with a fast sampler) is skipped with a warning: it is not worth stopping training for."""
-    num_steps = args.num_inference_steps or args.num_train_timesteps
+    num_steps = figure_steps(args, args.epoch_sampler)
     if args.epoch_sampler != "ddpm":
         pipeline.scheduler = make_sampler(args.epoch_sampler, pipeline.scheduler.config)
-        num_steps = default_num_steps(args.epoch_sampler, args.num_train_timesteps)
     progress_desc = f"epoch {epoch} grid ({args.epoch_sampler}, {num_steps} steps)"
     try:
         samples, _ = sample_grid(pipeline, row_conditions, args.guidance_scale, num_steps, args.seed, 0, progress_desc)
@@ -570,11 +588,18 @@ def write_run_folder(args, model, noise_scheduler, data):
 
 
 def save_final_outputs(args, accelerator, pipeline, metrics, row_conditions, step, last_epoch):
-    """The final grid, GIF, denoising grid and loss curve, then the pipeline, card and metrics (main process)."""
-    num_steps = args.num_inference_steps or args.num_train_timesteps
-    samples, frames = sample_grid(
-        pipeline, row_conditions, args.guidance_scale, num_steps, args.seed, 40, "final grid and GIF"
-    )
+    """The final grid, GIF, denoising grid and loss curve (with --final_sampler), then the pipeline, card and metrics
+    (main process)."""
+    num_steps = figure_steps(args, args.final_sampler)
+    ddpm_scheduler = pipeline.scheduler
+    pipeline.set_sampler(args.final_sampler)
+    progress_desc = f"final grid and GIF ({args.final_sampler}, {num_steps} steps)"
+    try:
+        samples, frames = sample_grid(
+            pipeline, row_conditions, args.guidance_scale, num_steps, args.seed, 40, progress_desc
+        )
+    finally:
+        pipeline.scheduler = ddpm_scheduler  # what is saved: the training scheduler, whatever sampled the figures
     grid = save_epoch_grid(args.output_dir, samples, pipeline.num_classes, last_epoch)
     log_images_to_trackers(accelerator, "samples", grid, step)
     title = f"Training loss (MSE on the {args.prediction_type} target)"

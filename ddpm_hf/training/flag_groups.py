@@ -197,6 +197,7 @@ def add_diffusion_flags(parser, from_pretrained: bool = False) -> None:
         default="auto",
         choices=LOSS_WEIGHTINGS,
         help="'uniform' is MSE on the prediction target, 'epsilon' weights it into the MSE of the implied noise; "
+        "'min_snr' weights that noise MSE by min(SNR, 5) / SNR per timestep (Min-SNR-5, Hang et al. 2023); "
         "'auto' is 'epsilon' for --prediction_type mean and 'uniform' otherwise.",
     )
     group.add_argument(

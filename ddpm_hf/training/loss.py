@@ -3,7 +3,8 @@
 import torch
 import torch.nn.functional as F
 
-LOSS_WEIGHTINGS = ("auto", "uniform", "epsilon")
+LOSS_WEIGHTINGS = ("auto", "uniform", "epsilon", "min_snr")
+MIN_SNR_GAMMA = 5.0  # Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy": gamma = 5
 
 
 def resolve_loss_weighting(loss_weighting: str, prediction_type: str) -> str:
@@ -42,7 +43,9 @@ def diffusion_loss(
             global RNG when not given.
         loss_weighting (`str`, defaults to `"auto"`): `"uniform"`: plain MSE on the target; `"epsilon"`: each
             sample's squared error times `scheduler.epsilon_loss_weights`, i.e. the MSE of the implied epsilon
-            whatever the prediction type; `"auto"`: see `resolve_loss_weighting`.
+            whatever the prediction type; `"min_snr"`: that noise MSE with each t weighted by
+            min(SNR_t, 5) / SNR_t, SNR_t = alpha_bar_t / (1 - alpha_bar_t) (Min-SNR-5, Hang et al. 2023, which
+            trains faster by not letting the nearly clean timesteps dominate); `"auto"`: see `resolve_loss_weighting`.
         **model_kwargs: Extra inputs of the model (e.g. class labels).
 
     Returns:
@@ -83,4 +86,11 @@ def diffusion_loss_at(
     if loss_weighting == "uniform":
         return F.mse_loss(model_output.float(), target.float())
     squared_error = (model_output.float() - target.float()) ** 2
-    return (squared_error * scheduler.epsilon_loss_weights(timesteps, squared_error)).mean()
+    weights = scheduler.epsilon_loss_weights(timesteps, squared_error)
+    if loss_weighting == "min_snr":
+        # min(SNR, gamma) / SNR, written as min(1, gamma / SNR) so that a zero terminal SNR weighs 1, not 0 / 0
+        alphas_cumprod = scheduler.alphas_cumprod.to(device=timesteps.device, dtype=torch.float64)[timesteps]
+        snr = alphas_cumprod / (1 - alphas_cumprod)
+        min_snr_weights = (MIN_SNR_GAMMA / snr).clamp(max=1).float()
+        weights = weights * min_snr_weights.view(-1, *[1] * (squared_error.ndim - 1))
+    return (squared_error * weights).mean()

@@ -220,6 +220,8 @@ def test_negative_labels_are_refused(tmp_path):
         (["--dataset_name", "digits", "--cond_drop_prob", "1.5"], "cond_drop_prob"),
         (["--dataset_name", "digits", "--train_data_dir", "x"], "exactly one"),
         (["--dataset_name", "missing.npz"], "missing.npz"),
+        (["--dataset_name", "digits", "--prediction_type", "mean", "--final_sampler", "ddim"], "--final_sampler ddim"),
+        (["--dataset_name", "digits", "--prediction_type", "mean", "--epoch_sampler", "dpm_solver++"], "ddpm sampler"),
     ],
 )
 def test_bad_flags(tmp_path, argv, message):

@@ -355,6 +355,8 @@ def test_trackers_get_losses_and_grids_and_saves_are_pushed_each_time(tmp_path, 
         "1",
         "--epoch_sampler",
         "dpm_solver++",
+        "--final_sampler",
+        "ddim",
         "--save_model_epochs",
         "1",
         "--push_to_hub",
@@ -364,6 +366,9 @@ def test_trackers_get_losses_and_grids_and_saves_are_pushed_each_time(tmp_path, 
     result = accelerate_launch(argv, extra_env=fake_hub_server.env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "epoch 0 grid (dpm_solver++, 10 steps)" in result.stderr  # its progress bar
+    assert "final grid and GIF (ddim, 20 steps)" in result.stderr  # 50 steps, at most T = 20
+    scheduler_config = json.loads((output_dir / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler_config["_class_name"] == "ExtendedDDPMScheduler"  # what sampled the figures is not saved
     assert (output_dir / "samples" / "epoch_0000.png").is_file() and (
         output_dir / "samples" / "epoch_0001.png"
     ).is_file()

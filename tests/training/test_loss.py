@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ddpm_hf import ExtendedDDPMScheduler
-from ddpm_hf.training import diffusion_loss, resolve_loss_weighting
+from ddpm_hf.training import diffusion_loss, diffusion_loss_at, resolve_loss_weighting
 
 T = 1000
 PREDICTION_TYPES = ["epsilon", "sample", "v_prediction", "mean"]
@@ -77,11 +77,66 @@ def test_a_mean_model_weighted_scores_like_the_epsilon_model_it_implies():
     assert unweighted < losses["epsilon"] / 100  # what made the mean model stop learning with plain MSE
 
 
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
+def test_min_snr_weights_the_noise_error_by_min_snr_gamma_over_snr(schedule, prediction_type):
+    """Min-SNR-5 (Hang et al. 2023): the loss is the mean over samples of min(SNR_t, 5) / SNR_t times the squared error
+    of the implied noise, SNR_t = alpha_bar_t / (1 - alpha_bar_t), in float64 from the scheduler's alphas."""
+    scheduler = ExtendedDDPMScheduler(num_train_timesteps=T, beta_schedule=schedule, prediction_type=prediction_type)
+    alphas_cumprod = scheduler.alphas_cumprod.double().numpy()
+    rng = np.random.default_rng(0)
+    t = np.array([0, 1, 10, 100, 400, 700, 999])
+    x0, noise, output = (rng.standard_normal((len(t), 3)) for _ in range(3))
+
+    class FixedOutput:
+        sample = torch.from_numpy(output).float()
+
+    loss = diffusion_loss_at(
+        lambda x, timesteps: FixedOutput,
+        scheduler,
+        torch.from_numpy(x0).float(),
+        torch.from_numpy(noise).float(),
+        torch.from_numpy(t),
+        loss_weighting="min_snr",
+    )
+    # The implied noise of the output at x_t, against the true noise, in float64
+    a = alphas_cumprod[t][:, None]
+    xt = np.sqrt(a) * x0 + np.sqrt(1 - a) * noise
+    implied_x0 = {
+        "epsilon": (xt - np.sqrt(1 - a) * output) / np.sqrt(a),
+        "sample": output,
+        "v_prediction": np.sqrt(a) * xt - np.sqrt(1 - a) * output,
+    }[prediction_type]
+    implied_noise = (xt - np.sqrt(a) * implied_x0) / np.sqrt(1 - a)
+    snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
+    expected = (np.minimum(snr, 5.0) / snr * ((implied_noise - noise) ** 2).mean(1)).mean()
+    # float32 inputs and weights: at t = 0 the x0 and v errors are scaled by sqrt(SNR) ~ 100 into noise errors
+    assert loss.item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_min_snr_is_finite_at_a_zero_terminal_snr():
+    scheduler = ExtendedDDPMScheduler(num_train_timesteps=T, rescale_betas_zero_snr=True)
+    assert scheduler.alphas_cumprod[-1] == 0
+    t = torch.tensor([T - 1, 0])
+    loss = diffusion_loss_at(
+        lambda x, timesteps: type("Out", (), {"sample": torch.zeros(2, 3)}),
+        scheduler,
+        torch.ones(2, 3),
+        torch.ones(2, 3),
+        t,
+        loss_weighting="min_snr",
+    )
+    # epsilon prediction of zeros against a noise of ones: squared error 1 everywhere; at SNR 0 the weight is 1,
+    # at t = 0 it is 5 / SNR_0
+    snr_0 = (scheduler.alphas_cumprod[0].double() / (1 - scheduler.alphas_cumprod[0].double())).item()
+    assert loss.item() == pytest.approx((1 + 5 / snr_0) / 2, rel=1e-5)
+
+
 def test_auto_weighting_and_bad_names():
     assert resolve_loss_weighting("auto", "mean") == "epsilon"
     assert [resolve_loss_weighting("auto", kind) for kind in ("epsilon", "sample", "v_prediction")] == ["uniform"] * 3
     assert resolve_loss_weighting("epsilon", "sample") == "epsilon"
     with pytest.raises(
-        ValueError, match=r"Unknown loss_weighting 'snr'; choose one of \['auto', 'uniform', 'epsilon'\]"
+        ValueError, match=r"Unknown loss_weighting 'snr'; choose one of \['auto', 'uniform', 'epsilon', 'min_snr'\]"
     ):
         resolve_loss_weighting("snr", "epsilon")
