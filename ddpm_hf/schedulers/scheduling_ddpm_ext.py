@@ -323,7 +323,9 @@ class ExtendedDDPMScheduler(DDPMScheduler):
             return (coef_x0 * clean + coef_xt * noisy).to(original_samples.dtype)
         raise ValueError(f"Unknown prediction_type {prediction_type!r}; choose one of {list(PREDICTION_TYPES)}.")
 
-    def epsilon_loss_weights(self, timesteps: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    def epsilon_loss_weights(
+        self, timesteps: torch.Tensor, reference: torch.Tensor, min_snr_gamma: float | None = None
+    ) -> torch.Tensor:
         """
         Per-sample weights w_t that make the weighted squared error of this scheduler's prediction type equal to the
         squared error of the epsilon it implies: w_t * |output - target|^2 = |eps_pred - eps|^2 at fixed x_t. With
@@ -334,6 +336,8 @@ class ExtendedDDPMScheduler(DDPMScheduler):
         Args:
             timesteps (`torch.Tensor`): Training timesteps, shape [N].
             reference (`torch.Tensor`): A tensor of the samples' shape, dtype and device, for broadcasting.
+            min_snr_gamma (`float`, *optional*): Also weight the implied epsilon error by min(SNR_t, gamma) / SNR_t,
+                SNR_t = alpha_bar_t / (1 - alpha_bar_t) (Min-SNR-gamma, Hang et al. 2023).
 
         Returns:
             `torch.Tensor`: Weights broadcastable against `reference`, computed in float32, in its dtype.
@@ -351,6 +355,9 @@ class ExtendedDDPMScheduler(DDPMScheduler):
             weights = alpha_prod_t / (coef_x0**2 * (1 - alpha_prod_t))
         else:
             raise ValueError(f"Unknown prediction_type {prediction_type!r}; choose one of {list(PREDICTION_TYPES)}.")
+        if min_snr_gamma is not None:
+            # min(SNR, gamma) / SNR written as min(1, gamma / SNR), so that a zero terminal SNR weighs 1, not 0 / 0
+            weights = weights * (min_snr_gamma * (1 - alpha_prod_t) / alpha_prod_t).clamp(max=1)
         return weights.to(reference.dtype)
 
     def get_x0_and_epsilon(

@@ -86,11 +86,5 @@ def diffusion_loss_at(
     if loss_weighting == "uniform":
         return F.mse_loss(model_output.float(), target.float())
     squared_error = (model_output.float() - target.float()) ** 2
-    weights = scheduler.epsilon_loss_weights(timesteps, squared_error)
-    if loss_weighting == "min_snr":
-        # min(SNR, gamma) / SNR, written as min(1, gamma / SNR) so that a zero terminal SNR weighs 1, not 0 / 0
-        alphas_cumprod = scheduler.alphas_cumprod.to(device=timesteps.device, dtype=torch.float64)[timesteps]
-        snr = alphas_cumprod / (1 - alphas_cumprod)
-        min_snr_weights = (MIN_SNR_GAMMA / snr).clamp(max=1).float()
-        weights = weights * min_snr_weights.view(-1, *[1] * (squared_error.ndim - 1))
-    return (squared_error * weights).mean()
+    min_snr_gamma = MIN_SNR_GAMMA if loss_weighting == "min_snr" else None
+    return (squared_error * scheduler.epsilon_loss_weights(timesteps, squared_error, min_snr_gamma)).mean()
