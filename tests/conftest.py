@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import http.server
 import json
+import os
 import re
 import threading
 from urllib.parse import unquote, urlsplit
@@ -20,6 +21,16 @@ import yaml
 from huggingface_hub.utils import _http as hf_http
 
 FAKE_USER = "test-user"
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (one worker per core), each worker and the scripts it launches take one torch thread, so the
+    workers share the cores instead of fighting over them; a run without workers keeps torch's default."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
 
 
 class FakeHub:

@@ -96,7 +96,8 @@ def test_two_processes_give_one_coherent_run(tmp_path):
         (["--lr_scheduler", "piecewise_constant"], "piecewise_constant"),  # needs step rules no flag gives
         (
             ["--loss_weighting", "snr"],
-            r"argument --loss_weighting: invalid choice: 'snr' \(choose from 'auto', 'uniform', 'epsilon', 'min_snr'\)",
+            r"argument --loss_weighting: invalid choice: 'snr' "
+            r"\(choose from 'auto', 'uniform', 'epsilon', 'min_snr'\)",
         ),
         (["--residual_output", "maybe"], r"argument --residual_output: invalid choice: 'maybe'"),
         (["--output_scale", "-1"], r"argument --output_scale: must be a number in \(0, inf\), got -1.0"),
