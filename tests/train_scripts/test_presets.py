@@ -19,7 +19,7 @@ import train_image  # noqa: E402
 
 # preset -> (source it names, channels, classes, resolution, U-Net preset)
 IMAGE_PRESETS = {
-    "digits": ("digits", 1, 10, 8, "tiny"),
+    "digits": ("digits", 1, 10, 8, "micro"),
     "mnist": ("ylecun/mnist", 1, 10, 32, "small"),
     "anime_faces_64": ("huggan/anime-faces", 3, None, 64, "base"),
     "afhq_64": ("huggan/AFHQv2", 3, 3, 64, "base"),
@@ -54,6 +54,16 @@ def test_mnist_preset_is_lab_4():
     args = train_image.parse_args(["--config", str(CONFIGS / "mnist.yaml"), "--output_dir", "x"])
     assert (args.num_train_timesteps, args.beta_start, args.beta_end) == (400, 1e-4, 0.02)
     assert (args.cond_drop_prob, args.guidance_scale - 1) == (0.1, 2.0)
+
+
+def test_digits_preset_is_the_micro_unet_with_min_snr_and_few_step_grids():
+    args = train_image.parse_args(["--config", str(CONFIGS / "digits.yaml"), "--output_dir", "x"])
+    unet = make_unet(args.model_preset, args.resolution, 1, 10)
+    # conv_in 1->16, two levels (16, 32) with attention at 4x4, 11 class embeddings (10 + null) of width 64
+    assert unet.config.block_out_channels == (16, 32) and unet.config.num_class_embeds == 11
+    assert 0.17e6 <= sum(p.numel() for p in unet.parameters()) <= 0.19e6
+    assert (args.num_train_timesteps, args.loss_weighting, args.max_train_steps) == (400, "min_snr", 1200)
+    assert (args.epoch_sampler, args.final_sampler) == ("dpm_solver++", "dpm_solver++")
 
 
 def test_cifar10_preset_builds_the_papers_35_7m_parameter_unet():
