@@ -189,7 +189,13 @@ def test_multi_label_model_is_scored_on_the_conditions_file_by_iclevrs_rule(tmp_
         evaluate.parse_args([*argv, "--conditions", "nope.json"])
 
 
-def test_compiled_ddpm_sampling_scores_the_same_as_the_plain_loop(setup):
+def test_compiled_ddpm_sampling_scores_the_same_as_the_plain_loop(setup, monkeypatch):
+    # evaluate.py's use of the compiled step, traced by dynamo and AOTAutograd without inductor's C++ build (which
+    # tests/pipelines/test_pipeline_ddpm_cfg_compiled.py runs against the plain loop)
+    enable = DDPMCFGPipeline.enable_compiled_sampling
+    monkeypatch.setattr(
+        DDPMCFGPipeline, "enable_compiled_sampling", lambda pipe, **kwargs: enable(pipe, backend="aot_eager", **kwargs)
+    )
     plain = run(setup, "--sampler", "ddpm", "--guidance_scales", "3", "--no-compiled_sampling")
     compiled = run(setup, "--sampler", "ddpm", "--guidance_scales", "3", "--compiled_sampling")
     assert [row["compiled_sampling"] for row in plain["results"]] == [False]
