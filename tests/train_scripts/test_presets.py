@@ -62,7 +62,8 @@ def test_digits_preset_is_the_micro_unet_with_min_snr_and_few_step_grids():
     # conv_in 1->16, two levels (16, 32) with attention at 4x4, 11 class embeddings (10 + null) of width 64
     assert unet.config.block_out_channels == (16, 32) and unet.config.num_class_embeds == 11
     assert 0.17e6 <= sum(p.numel() for p in unet.parameters()) <= 0.19e6
-    assert (args.num_train_timesteps, args.loss_weighting, args.max_train_steps) == (400, "min_snr", 1200)
+    assert (args.num_train_timesteps, args.loss_weighting, args.max_train_steps) == (400, "min_snr", 900)
+    assert (args.learning_rate, args.adam_beta2) == (3e-3, 0.99)
     assert (args.epoch_sampler, args.final_sampler) == ("dpm_solver++", "dpm_solver++")
 
 
