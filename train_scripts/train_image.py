@@ -51,6 +51,7 @@ from ddpm_hf.training import (
     check_output_dir,
     check_resume_settings,
     check_speed_flags,
+    describe_loss,
     diffusion_loss,
     final_loss,
     keep_heldout_log,
@@ -602,7 +603,7 @@ def save_final_outputs(args, accelerator, pipeline, metrics, row_conditions, ste
         pipeline.scheduler = ddpm_scheduler  # what is saved: the training scheduler, whatever sampled the figures
     grid = save_epoch_grid(args.output_dir, samples, pipeline.num_classes, last_epoch)
     log_images_to_trackers(accelerator, "samples", grid, step)
-    title = f"Training loss (MSE on the {args.prediction_type} target)"
+    title = f"Training loss ({describe_loss(args.loss_weighting, args.prediction_type)})"
     losses = read_losses(os.path.join(args.output_dir, "losses.jsonl"))
     heldout = (metrics["heldout"] or {}).get("per_epoch")
     save_run_figures(args.output_dir, samples, frames, pipeline.num_classes, losses, title, heldout=heldout)

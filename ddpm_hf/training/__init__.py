@@ -34,7 +34,7 @@ from .flag_groups import (
 from .flag_types import number_in_range
 from .from_flags import make_ema, make_lr_scheduler, make_noise_scheduler, make_optimizer
 from .heldout_loss import HELDOUT_LOG, HeldoutLoss, append_heldout_log, keep_heldout_log, read_heldout_log
-from .loss import LOSS_WEIGHTINGS, diffusion_loss, diffusion_loss_at, resolve_loss_weighting
+from .loss import LOSS_WEIGHTINGS, describe_loss, diffusion_loss, diffusion_loss_at, resolve_loss_weighting
 from .loss_log import DeferredLossLog, final_loss, read_losses
 from .output_dir import (
     RUN_MARKER,
@@ -108,6 +108,7 @@ __all__ = [
     "check_speed_flags",
     "check_tracker_flags",
     "clean_run_folder",
+    "describe_loss",
     "diffusion_loss",
     "final_loss",
     "find_checkpoint_problem",

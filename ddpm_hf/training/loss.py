@@ -22,6 +22,25 @@ def resolve_loss_weighting(loss_weighting: str, prediction_type: str) -> str:
     return loss_weighting
 
 
+def describe_loss(loss_weighting: str, prediction_type: str) -> str:
+    """
+    What a run's training loss is, in words for a figure's title: plain MSE on the prediction target, or the
+    (Min-SNR weighted) MSE of the implied noise, after `resolve_loss_weighting`.
+
+    Raises:
+        `ValueError`: For a weighting outside `LOSS_WEIGHTINGS`.
+    """
+    weighting = resolve_loss_weighting(loss_weighting, prediction_type)
+    if weighting == "uniform":
+        return f"MSE on the {prediction_type} target"
+    noise_mse = (
+        "noise MSE" if prediction_type == "epsilon" else f"MSE of the noise implied by the {prediction_type} output"
+    )
+    if weighting == "epsilon":
+        return noise_mse
+    return f"Min-SNR-{MIN_SNR_GAMMA:g} weighted {noise_mse}"
+
+
 def diffusion_loss(
     model,
     scheduler,

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ddpm_hf import ExtendedDDPMScheduler
-from ddpm_hf.training import diffusion_loss, diffusion_loss_at, resolve_loss_weighting
+from ddpm_hf.training import describe_loss, diffusion_loss, diffusion_loss_at, resolve_loss_weighting
 
 T = 1000
 PREDICTION_TYPES = ["epsilon", "sample", "v_prediction", "mean"]
@@ -140,3 +140,17 @@ def test_auto_weighting_and_bad_names():
         ValueError, match=r"Unknown loss_weighting 'snr'; choose one of \['auto', 'uniform', 'epsilon', 'min_snr'\]"
     ):
         resolve_loss_weighting("snr", "epsilon")
+
+
+def test_the_loss_is_described_as_the_weighting_it_resolves_to():
+    assert describe_loss("auto", "epsilon") == "MSE on the epsilon target"
+    assert describe_loss("uniform", "sample") == "MSE on the sample target"
+    assert describe_loss("auto", "mean") == "MSE of the noise implied by the mean output"
+    assert describe_loss("epsilon", "epsilon") == "noise MSE"
+    assert describe_loss("min_snr", "epsilon") == "Min-SNR-5 weighted noise MSE"
+    assert (
+        describe_loss("min_snr", "v_prediction")
+        == "Min-SNR-5 weighted MSE of the noise implied by the v_prediction output"
+    )
+    with pytest.raises(ValueError, match="'snr'"):
+        describe_loss("snr", "epsilon")
