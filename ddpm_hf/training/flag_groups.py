@@ -12,7 +12,7 @@ from diffusers.optimization import SchedulerType
 from ..data import RESIZE_MODES, HeldoutSettings
 from ..schedulers import BETA_SCHEDULES, PREDICTION_TYPES
 from .flag_types import number_in_range
-from .loss import LOSS_WEIGHTINGS
+from .loss import LOSS_WEIGHTINGS, MIN_SNR_GAMMA
 
 # diffusers' learning-rate schedules; piecewise_constant needs step rules, which no flag gives
 LR_SCHEDULERS = tuple(kind.value for kind in SchedulerType if kind is not SchedulerType.PIECEWISE_CONSTANT)
@@ -197,7 +197,8 @@ def add_diffusion_flags(parser, from_pretrained: bool = False) -> None:
         default="auto",
         choices=LOSS_WEIGHTINGS,
         help="'uniform' is MSE on the prediction target, 'epsilon' weights it into the MSE of the implied noise; "
-        "'min_snr' weights that noise MSE by min(SNR, 5) / SNR per timestep (Min-SNR-5, Hang et al. 2023); "
+        f"'min_snr' weights that noise MSE by min(SNR, {MIN_SNR_GAMMA:g}) / SNR per timestep "
+        f"(Min-SNR-{MIN_SNR_GAMMA:g}, Hang et al. 2023); "
         "'auto' is 'epsilon' for --prediction_type mean and 'uniform' otherwise.",
     )
     group.add_argument(
