@@ -33,6 +33,18 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each test meets accelerate as a new process does, with no state left by an earlier test in this worker: a
+    script that logs through accelerate's logger before its Accelerator exists fails for users, so it fails here
+    too."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    yield
+
+
 class FakeHub:
     def __init__(self, endpoint: str = "https://huggingface.co"):
         self.endpoint = endpoint
@@ -191,18 +203,6 @@ def fake_hub_server():
 def diffusers_ddpm_folder(tmp_path):
     """A tiny unconditional pipeline saved by diffusers' own `DDPMPipeline.save_pretrained` (UNet2DModel of 8x8
     greyscale, DDPMScheduler with T = 20), as `google/ddpm-*` repositories are laid out. Returns (folder, U-Net)."""
-    import torch
-    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+    from diffusers_folders import save_diffusers_ddpm_folder
 
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-    )
-    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=20)).save_pretrained(tmp_path / "ddpm")
-    return str(tmp_path / "ddpm"), unet.eval()
+    return save_diffusers_ddpm_folder(tmp_path / "ddpm")

@@ -614,16 +614,18 @@ def save_final_outputs(args, accelerator, pipeline, metrics, row_conditions, ste
 
 
 def main(args):
+    # accelerate's logger refuses to log before its state exists, and loading a pretrained model logs
+    state = PartialState()
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    datasets.utils.logging.set_verbosity_error()
     # Everything that can fail on bad input happens before the output folder is touched.
     data = load_training_images(ImageDataSettings.from_flags(args))
     heldout_images = split_off_heldout(data, HeldoutSettings.from_flags(args))  # before anything draws from the data
     row_conditions = data.sample_conditions(grid_shape(data.num_classes)[0], args.sample_conditions_file)
     set_seed(args.seed)  # the initial weights too come from --seed
     model, noise_scheduler = build_model(args, data)
-    speed = resolve_speed_settings(args, PartialState().device, len(data), data.channels)
+    speed = resolve_speed_settings(args, state.device, len(data), data.channels)
     accelerator = make_accelerator(args, speed)
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    datasets.utils.logging.set_verbosity_error()
     note_unused_flags(args)
     if speed["data_on_device"]:  # before the output folder is touched: an unreadable image stops the run here
         data.preload(accelerator.device, num_workers=args.dataloader_num_workers)

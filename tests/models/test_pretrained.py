@@ -2,6 +2,8 @@
 to an unconditional U-Net that leaves its outputs unchanged at the start."""
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +19,9 @@ from ddpm_hf.models.pretrained import (
     pretrained_scheduler_settings,
     read_pretrained_configs,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from diffusers_folders import save_diffusers_ddpm_folder  # noqa: E402
 
 
 def test_a_class_embedding_added_to_an_unconditional_unet_starts_at_its_outputs(diffusers_ddpm_folder):
@@ -82,26 +87,6 @@ def test_a_missing_folder_under_an_existing_one_reads_as_local_as_evaluate_py_re
     assert fake_hub.requests == []
 
 
-def save_base(folder, scheduler=None, **unet_changes):
-    """A diffusers DDPMPipeline folder (tiny UNet2DModel of 8x8 greyscale, T = 20) with `unet_changes` to its U-Net
-    config, as a user may find one on the Hub."""
-    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
-
-    torch.manual_seed(0)
-    config = dict(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-    )
-    unet = UNet2DModel(**{**config, **unet_changes})
-    DDPMPipeline(unet=unet, scheduler=scheduler or DDPMScheduler(num_train_timesteps=20)).save_pretrained(folder)
-    return str(folder)
-
-
 def scheduler_of(name, **config):
     import diffusers
 
@@ -151,7 +136,7 @@ def scheduler_of(name, **config):
 )
 def test_bases_a_fine_tune_cannot_keep_are_refused_by_name(tmp_path, unet_changes, scheduler, message):
     scheduler = scheduler_of(scheduler[0], **scheduler[1]) if scheduler else None
-    folder = save_base(tmp_path / "base", scheduler, **unet_changes)
+    folder, _ = save_diffusers_ddpm_folder(tmp_path / "base", scheduler, **unet_changes)
     with pytest.raises(ValueError, match=message):
         read_pretrained_configs(pretrained_folder(folder))
     with pytest.raises(ValueError, match=message):
@@ -180,7 +165,7 @@ def test_a_hand_edited_id2label_of_a_base_is_refused_by_name(tmp_path, id2label,
 
 
 def test_a_square_list_sample_size_is_its_side(tmp_path):
-    folder = save_base(tmp_path / "base", sample_size=[8, 8])
+    folder, _ = save_diffusers_ddpm_folder(tmp_path / "base", sample_size=[8, 8])
     unet_config, _, _ = read_pretrained_configs(pretrained_folder(folder))
     assert pretrained_resolution(unet_config) == 8
     unet = load_pretrained_unet(folder, num_classes=None, multi_label=False).eval()

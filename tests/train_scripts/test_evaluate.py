@@ -21,6 +21,9 @@ from ddpm_hf.models import ImageClassifier
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "train_scripts"))
 import evaluate  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from diffusers_folders import save_diffusers_ddpm_folder  # noqa: E402
+
 
 @pytest.fixture
 def setup(tmp_path):
@@ -566,19 +569,10 @@ def test_folders_that_are_no_image_pipeline_or_classifier_are_named_when_parsed(
 
 
 def test_a_diffusers_ddpm_pipeline_with_a_list_sample_size_is_scored(setup):
-    from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
+    from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler
 
-    torch.manual_seed(3)
-    unet = UNet2DModel(
-        sample_size=[8, 8],  # diffusers allows [height, width]
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-    )
-    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=20)).save_pretrained(setup / "diffusers_ddpm")
+    # diffusers allows a [height, width] sample_size
+    _, unet = save_diffusers_ddpm_folder(setup / "diffusers_ddpm", seed=3, sample_size=[8, 8])
     argv = argv_for(setup, "--num_samples", "6", "--save_samples", pipeline="diffusers_ddpm")
     (result,) = evaluate.main(evaluate.parse_args(argv))["results"]
     assert not result["conditional"] and result["num_samples"] == 6 and np.isfinite(result["fid"])

@@ -8,32 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+from diffusers import DDPMScheduler
 
 from ddpm_hf import DDPMCFGPipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "train_scripts"))
 import train_image  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from diffusers_folders import save_diffusers_ddpm_folder  # noqa: E402
+
 BETAS = np.linspace(2e-4, 0.05, 20)  # not one of the named schedules: the run must train on these
-
-
-def save_base(folder, scheduler=None, **unet_changes):
-    """A diffusers DDPMPipeline folder of a tiny UNet2DModel (8x8 greyscale), as a user may find one on the Hub."""
-    torch.manual_seed(0)
-    config = dict(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-    )
-    unet = UNet2DModel(**{**config, **unet_changes})
-    DDPMPipeline(unet=unet, scheduler=scheduler or DDPMScheduler(num_train_timesteps=20)).save_pretrained(folder)
-    return str(folder)
 
 
 def flags(base, output_dir):
@@ -47,7 +32,7 @@ def flags(base, output_dir):
 def test_a_fine_tune_keeps_every_setting_of_its_base_scheduler_and_a_square_list_size(tmp_path):
     scheduler = DDPMScheduler(num_train_timesteps=20, trained_betas=BETAS, variance_type="fixed_large",
                               clip_sample=False, timestep_spacing="trailing", steps_offset=1)  # fmt: skip
-    base = save_base(tmp_path / "base", scheduler, sample_size=[8, 8])
+    base, _ = save_diffusers_ddpm_folder(tmp_path / "base", scheduler, sample_size=[8, 8])
     args = train_image.parse_args(flags(base, tmp_path / "run"))
     assert args.resolution == 8
     train_image.main(args)
@@ -86,7 +71,7 @@ def test_a_fine_tune_keeps_every_setting_of_its_base_scheduler_and_a_square_list
     ],
 )
 def test_bases_a_fine_tune_cannot_keep_are_refused_when_the_flags_are_read(tmp_path, scheduler, unet_changes, message):
-    base = save_base(tmp_path / "base", scheduler, **unet_changes)
+    base, _ = save_diffusers_ddpm_folder(tmp_path / "base", scheduler, **unet_changes)
     with pytest.raises(ValueError, match=message):
         train_image.parse_args(flags(base, tmp_path / "run"))
     assert not (tmp_path / "run").exists()
